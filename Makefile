@@ -1,0 +1,73 @@
+# thorfleet.llm: `make demo` rehearses a fleet on this machine, `make test` proves the collection.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+STAMP := $(VENV)/.requirements-installed
+FLEET := sim/fleet
+DEMO_UNITS ?= 3
+
+# Everything below runs with the project's venv first on PATH (molecule calls ansible-config)
+# and finds this collection, by a link, as thorfleet.llm.
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help setup venv host images collection lint unit molecule test demo down clean
+
+help:
+	@echo "make setup   venv, Docker engine, simulator images (idempotent)"
+	@echo "make demo    a $(DEMO_UNITS)-unit simulated fleet on this machine"
+	@echo "make test    lint, unit tests and every molecule scenario"
+	@echo "make down    remove the demo fleet"
+
+setup: venv host images collection
+
+venv: $(STAMP)
+$(STAMP): requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+host:
+	sim/bin/ensure-host
+
+images: venv host
+	$(FLEET) build
+
+# ansible.cfg looks for collections under .collections: link this checkout in as thorfleet.llm.
+collection:
+	mkdir -p .collections/ansible_collections/thorfleet
+	ln -sfn ../../.. .collections/ansible_collections/thorfleet/llm
+
+lint: venv collection
+	yamllint --strict .
+	ruff check .
+	ruff format --check .
+	ansible-lint --profile production
+
+unit: venv
+	pytest tests/unit
+
+molecule: setup
+	$(FLEET) prune
+	molecule test --all
+
+test: setup lint unit molecule
+
+demo: setup
+	$(FLEET) up $(DEMO_UNITS)
+	@echo
+	@$(FLEET) status
+	@echo
+	@echo "Reach the units with Ansible:  ansible -i inventories/sim thor -m ansible.builtin.ping"
+	@echo "or a shell on one:             docker exec -it thor-01 bash"
+	@echo "Remove them:                   make down"
+
+down: venv
+	$(FLEET) down
+
+clean: down
+	rm -rf .collections .pytest_cache .ruff_cache sim/.cache

@@ -1,0 +1,231 @@
+"""Bring simulated Thor units up and down on a user-defined Docker network."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+import yaml
+from docker.models.containers import Container
+
+from . import LABEL, LABEL_EPHEMERAL, LABEL_FLEET, REPO_DIR
+from .images import UNIT, require_current
+
+MAX_UNITS = 99  # unit names have two digits, thor-01 .. thor-99
+INVENTORY_GROUP = "thor"
+
+# Every capability by name but SYS_RESOURCE, which this kernel's bounding set lacks, so
+# `--privileged` (and `--cap-add ALL`) fail here; BPF, PERFMON and CHECKPOINT_RESTORE are unknown
+# to Debian's Docker 20.10.
+# fmt: off
+CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+    "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND",
+    "AUDIT_READ",
+)
+# fmt: on
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A named set of units: its network, the units' container names and their inventory."""
+
+    name: str = "sim"
+    prefix: str = "thor"
+    ephemeral: bool = False
+
+    @property
+    def network(self) -> str:
+        return f"thorfleet-{self.name}"
+
+    def unit_names(self, count: int) -> list[str]:
+        return [f"{self.prefix}-{i:02d}" for i in range(1, count + 1)]
+
+    @property
+    def default_inventory(self) -> Path:
+        return REPO_DIR / "inventories" / self.name / "hosts.yml"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = {LABEL: "1", LABEL_FLEET: self.name}
+        if self.ephemeral:
+            labels[LABEL_EPHEMERAL] = "1"
+        return labels
+
+
+def volume_name(unit: str) -> str:
+    return f"{unit}-docker"
+
+
+def ensure_network(client: docker.DockerClient, fleet: Fleet) -> None:
+    if not client.networks.list(names=[fleet.network]):
+        client.networks.create(fleet.network, driver="bridge", labels=fleet.labels)
+
+
+def start_unit(client: docker.DockerClient, fleet: Fleet, name: str, index: int) -> None:
+    """Create the unit's container, or start it again if it exists but is stopped."""
+    try:
+        container = client.containers.get(name)
+    except docker.errors.NotFound:
+        container = None
+    if container is not None:
+        if container.labels.get(LABEL_FLEET) != fleet.name:
+            raise SystemExit(f"fleet: a container named {name} exists and is not a unit of fleet {fleet.name!r}.")
+        if container.status != "running":
+            container.start()
+        return
+    client.containers.run(
+        UNIT.ref,
+        name=name,
+        hostname=f"thor-{index:02d}",
+        detach=True,
+        network=fleet.network,
+        labels=fleet.labels,
+        cap_add=list(CAPABILITIES),
+        security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+        cgroupns="host",
+        volumes={
+            "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+            # A volume, not the container's overlay: on overlay the inner engine falls back to vfs.
+            volume_name(name): {"bind": "/var/lib/docker", "mode": "rw"},
+        },
+        tmpfs={"/run": "", "/run/lock": ""},
+        command="/lib/systemd/systemd",
+    )
+
+
+def wait_ready(client: docker.DockerClient, name: str, timeout: float) -> str:
+    """Wait until systemd is running and the unit's own engine answers; return a problem or ''."""
+    container = client.containers.get(name)
+    deadline = time.monotonic() + timeout
+    problem = "no answer"
+    while time.monotonic() < deadline:
+        code, out = container.exec_run(["systemctl", "is-system-running", "--wait"])
+        state = out.decode().strip()
+        if state == "running":
+            code, out = container.exec_run(["docker", "info", "--format", "{{.ServerVersion}}"])
+            if code == 0:
+                return ""
+            problem = "inner Docker engine not answering: " + out.decode().strip()[-200:]
+        elif state == "degraded":
+            _, failed = container.exec_run(["systemctl", "--failed", "--no-legend", "--plain"])
+            return "systemd degraded: " + " ".join(line.split()[0] for line in failed.decode().splitlines() if line)
+        else:
+            problem = f"systemd {state or 'not answering'}"
+        time.sleep(1)
+    return problem
+
+
+def up(
+    client: docker.DockerClient, fleet: Fleet, count: int, inventory: Path | None, timeout: float = 180
+) -> list[str]:
+    require_current(client, UNIT)
+    ensure_network(client, fleet)
+    names = fleet.unit_names(count)
+    for index, name in enumerate(names, start=1):
+        _ensure_volume(client, fleet, name)
+        start_unit(client, fleet, name, index)
+    with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
+        problems = dict(zip(names, pool.map(lambda n: wait_ready(client, n, timeout), names), strict=True))
+    bad = {name: problem for name, problem in problems.items() if problem}
+    if bad:
+        raise SystemExit("fleet up: units not ready:\n" + "\n".join(f"  {n}: {p}" for n, p in bad.items()))
+    if inventory is not None:
+        write_inventory(inventory, fleet, names)
+    return names
+
+
+def _ensure_volume(client: docker.DockerClient, fleet: Fleet, unit: str) -> None:
+    # Created up front so that it carries the fleet's labels and `down` can find it.
+    try:
+        client.volumes.get(volume_name(unit))
+    except docker.errors.NotFound:
+        client.volumes.create(volume_name(unit), labels=fleet.labels)
+
+
+def inventory_data(fleet: Fleet, names: list[str]) -> dict:
+    hosts = {}
+    for index, name in enumerate(names, start=1):
+        host = f"thor-{index:02d}"
+        hosts[host] = {} if host == name else {"ansible_host": name}
+    return {
+        "all": {
+            "children": {
+                INVENTORY_GROUP: {
+                    "hosts": hosts,
+                    "vars": {
+                        "ansible_connection": "community.docker.docker",
+                        "ansible_python_interpreter": "/usr/bin/python3",
+                        "thorfleet_sim_fleet": fleet.name,
+                    },
+                }
+            }
+        }
+    }
+
+
+def write_inventory(path: Path, fleet: Fleet, names: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"---\n# Written by `sim/fleet up`: the simulated Thor units of fleet {fleet.name!r}.\n"
+    path.write_text(header + yaml.safe_dump(inventory_data(fleet, names), sort_keys=False), encoding="utf-8")
+
+
+def down(client: docker.DockerClient, fleet_name: str) -> dict[str, int]:
+    """Remove a fleet's containers, volumes and network; return what was removed."""
+    selector = {"label": f"{LABEL_FLEET}={fleet_name}"}
+    removed = {"containers": 0, "volumes": 0, "networks": 0}
+    for container in client.containers.list(all=True, filters=selector):
+        container.remove(force=True, v=True)
+        removed["containers"] += 1
+    for volume in client.volumes.list(filters=selector):
+        volume.remove(force=True)
+        removed["volumes"] += 1
+    for network in client.networks.list(filters=selector):
+        network.remove()
+        removed["networks"] += 1
+    return removed
+
+
+def fleets(client: docker.DockerClient, ephemeral_only: bool = False) -> list[str]:
+    """Names of the fleets that have any labelled container, volume or network left."""
+    selector = {"label": LABEL_EPHEMERAL if ephemeral_only else LABEL_FLEET}
+    items = [
+        *client.containers.list(all=True, filters=selector),
+        *client.volumes.list(filters=selector),
+        *client.networks.list(filters=selector),
+    ]
+    return sorted({_labels(item)[LABEL_FLEET] for item in items})
+
+
+def _labels(item) -> dict[str, str]:
+    return item.labels if isinstance(item, Container) else item.attrs.get("Labels") or {}
+
+
+def status(client: docker.DockerClient) -> list[dict[str, str]]:
+    rows = []
+    for container in client.containers.list(all=True, filters={"label": LABEL_FLEET}):
+        row = {
+            "fleet": container.labels.get(LABEL_FLEET, ""),
+            "unit": container.name,
+            "container": container.status,
+            "systemd": "-",
+            "engine": "-",
+            "default runtime": "-",
+        }
+        if container.status == "running":
+            _, out = container.exec_run(["systemctl", "is-system-running"])
+            row["systemd"] = out.decode().strip()
+            code, out = container.exec_run(["docker", "info", "--format", "{{.ServerVersion}} {{.DefaultRuntime}}"])
+            if code == 0:
+                row["engine"], row["default runtime"] = out.decode().split()
+            else:
+                row["engine"] = "down"
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["fleet"], r["unit"]))

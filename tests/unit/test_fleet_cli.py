@@ -1,0 +1,92 @@
+"""The `sim/fleet` command's input handling, inventory and image input hashing (no Docker needed)."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import REPO
+from thorsim import cli, fleet, images
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["up", "0"], "0 units: a fleet has 1 to 99"),
+        (["up", "abc"], "'abc' is not a whole number of units"),
+        (["up", "200"], "200 units: a fleet has 1 to 99"),
+        (["up", "-3"], "a fleet has 1 to 99"),
+        (["up", "2", "--fleet", "Bad_Name"], "'Bad_Name': use lower-case letters"),
+        (["up"], "the following arguments are required: N"),
+        (["launch"], "invalid choice: 'launch'"),
+    ],
+)
+def test_bad_input_is_a_usage_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.parser().parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_command_itself_rejects_bad_counts_before_touching_docker():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "sim" / "fleet"), "up", "200"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert "usage: fleet up" in result.stderr
+
+
+def test_unit_names_and_defaults():
+    args = cli.parser().parse_args(["up", "3"])
+    assert (args.count, args.fleet, args.prefix, args.ephemeral) == (3, "sim", "thor", False)
+    assert fleet.Fleet().unit_names(3) == ["thor-01", "thor-02", "thor-03"]
+    assert fleet.Fleet("smoke", "smoke-thor").unit_names(1) == ["smoke-thor-01"]
+
+
+def test_inventory_maps_container_names_to_thor_hostnames(tmp_path):
+    smoke = fleet.Fleet("smoke", "smoke-thor", ephemeral=True)
+    path = tmp_path / "hosts.yml"
+    fleet.write_inventory(path, smoke, smoke.unit_names(2))
+    group = yaml.safe_load(path.read_text())["all"]["children"]["thor"]
+    assert group["hosts"] == {
+        "thor-01": {"ansible_host": "smoke-thor-01"},
+        "thor-02": {"ansible_host": "smoke-thor-02"},
+    }
+    assert group["vars"]["ansible_connection"] == "community.docker.docker"
+
+
+def test_inventory_of_the_default_fleet_needs_no_ansible_host():
+    hosts = fleet.inventory_data(fleet.Fleet(), ["thor-01"])["all"]["children"]["thor"]["hosts"]
+    assert hosts == {"thor-01": {}}
+
+
+def test_labels_mark_test_fleets_for_pruning():
+    assert fleet.Fleet("smoke", ephemeral=True).labels[fleet.LABEL_EPHEMERAL] == "1"
+    assert fleet.LABEL_EPHEMERAL not in fleet.Fleet().labels
+
+
+def test_capabilities_never_ask_for_what_the_kernel_lacks():
+    assert "SYS_RESOURCE" not in fleet.CAPABILITIES
+    assert not {"ALL", "BPF", "PERFMON", "CHECKPOINT_RESTORE"} & set(fleet.CAPABILITIES)
+    assert len(set(fleet.CAPABILITIES)) == len(fleet.CAPABILITIES) == 37
+
+
+def test_inputs_hash_follows_content_mode_and_base(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\n")
+    image = images.Image("t", context=tmp_path)
+    first = images.inputs_hash(image, "base1")
+    assert images.inputs_hash(image, "base1") == first
+    assert images.inputs_hash(image, "base2") != first
+    tool.chmod(0o755)
+    after_chmod = images.inputs_hash(image, "base1")
+    assert after_chmod != first
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    assert images.inputs_hash(image, "base1") != after_chmod
+
+
+def test_base_hash_follows_the_package_list():
+    assert images.inputs_hash(images.BASE) != images.inputs_hash(
+        images.Image("base", needs_base=False, extra_inputs=(images.SUITE, "minbase"))
+    )
