@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -12,11 +13,14 @@ import docker.errors
 import yaml
 from docker.models.containers import Container
 
-from . import LABEL, LABEL_EPHEMERAL, LABEL_FLEET, REPO_DIR
+from . import ARCHIVE_DIR, LABEL, LABEL_EPHEMERAL, LABEL_FLEET, REPO_DIR
 from .images import UNIT, require_current
 
 MAX_UNITS = 99  # unit names have two digits, thor-01 .. thor-99
 INVENTORY_GROUP = "thor"
+# Variables every simulated fleet shares that cannot be committed: this checkout's absolute archive
+# folder, and secrets made once per checkout (a real fleet keeps them in Ansible Vault).
+SIM_VARS = REPO_DIR / "inventories" / "sim" / "group_vars" / INVENTORY_GROUP / "generated.yml"
 
 # Every capability by name but SYS_RESOURCE, which this kernel's bounding set lacks, so
 # `--privileged` (and `--cap-add ALL`) fail here; BPF, PERFMON and CHECKPOINT_RESTORE are unknown
@@ -137,9 +141,31 @@ def up(
     bad = {name: problem for name, problem in problems.items() if problem}
     if bad:
         raise SystemExit("fleet up: units not ready:\n" + "\n".join(f"  {n}: {p}" for n, p in bad.items()))
+    write_sim_vars()
     if inventory is not None:
         write_inventory(inventory, fleet, names)
     return names
+
+
+def sim_vars(existing: dict) -> dict:
+    """The generated variables: secrets kept from `existing` where present, new ones made otherwise."""
+    made = {
+        "postgres_password": secrets.token_urlsafe(24),
+        "litellm_proxy_master_key": "sk-" + secrets.token_hex(24),
+        "litellm_proxy_salt_key": secrets.token_urlsafe(32),
+    }
+    kept = {key: existing.get(key) or value for key, value in made.items()}
+    return {"container_images_archive_dir": str(ARCHIVE_DIR), **kept}
+
+
+def write_sim_vars(path: Path = SIM_VARS) -> None:
+    existing = yaml.safe_load(path.read_text(encoding="utf-8")) or {} if path.exists() else {}
+    wanted = sim_vars(existing)
+    if wanted != existing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = "---\n# Written by `sim/fleet up` for every simulated fleet of this checkout; not committed.\n"
+        path.write_text(header + yaml.safe_dump(wanted, sort_keys=False), encoding="utf-8")
+        path.chmod(0o600)
 
 
 def _ensure_volume(client: docker.DockerClient, fleet: Fleet, unit: str) -> None:

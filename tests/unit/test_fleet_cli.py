@@ -71,22 +71,36 @@ def test_capabilities_never_ask_for_what_the_kernel_lacks():
     assert len(set(fleet.CAPABILITIES)) == len(fleet.CAPABILITIES) == 37
 
 
-def test_inputs_hash_follows_content_mode_and_base(tmp_path):
-    (tmp_path / "Dockerfile").write_text("FROM x\n")
-    tool = tmp_path / "tool"
+def test_inputs_hash_follows_content_mode_and_base(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "IMAGES_DIR", tmp_path)
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "Dockerfile").write_text("FROM x\n")
+    tool = tmp_path / "t" / "tool"
     tool.write_text("#!/bin/sh\n")
-    image = images.Image("t", context=tmp_path)
-    first = images.inputs_hash(image, "base1")
-    assert images.inputs_hash(image, "base1") == first
-    assert images.inputs_hash(image, "base2") != first
+    image = images.Image("t", base=images.Image("root", packages=("python3",)))
+    first = images.inputs_hash(image)
+    assert images.inputs_hash(image) == first
+    assert images.inputs_hash(images.Image("t", base=images.Image("root", packages=("perl",)))) != first
     tool.chmod(0o755)
-    after_chmod = images.inputs_hash(image, "base1")
+    after_chmod = images.inputs_hash(image)
     assert after_chmod != first
     tool.write_text("#!/bin/sh\nexit 0\n")
-    assert images.inputs_hash(image, "base1") != after_chmod
+    assert images.inputs_hash(image) != after_chmod
 
 
-def test_base_hash_follows_the_package_list():
-    assert images.inputs_hash(images.BASE) != images.inputs_hash(
-        images.Image("base", needs_base=False, extra_inputs=(images.SUITE, "minbase"))
-    )
+def test_archives_are_compressed_and_named_after_the_image():
+    assert images.POSTGRES.archive_path.name == "postgres.tar.gz"
+    assert images.POSTGRES.base is images.RUNTIME
+    assert images.RUNTIME.context is None
+
+
+def test_sim_vars_are_made_once_and_kept(tmp_path):
+    path = tmp_path / "group_vars" / "thor" / "generated.yml"
+    fleet.write_sim_vars(path)
+    first = yaml.safe_load(path.read_text())
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert first["litellm_proxy_master_key"].startswith("sk-")
+    assert len(first["litellm_proxy_master_key"]) >= 32
+    assert first["container_images_archive_dir"].endswith("sim/.cache/archives")
+    fleet.write_sim_vars(path)
+    assert yaml.safe_load(path.read_text()) == first

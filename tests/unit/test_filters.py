@@ -1,0 +1,108 @@
+"""The collection's filter plugins, as Ansible calls them."""
+
+import importlib.util
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from conftest import REPO
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "plugins" / "filter" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+vllm = load("vllm")
+litellm = load("litellm")
+
+
+def test_vllm_flags_render_in_order_with_every_kind_of_value():
+    settings = {
+        "served_model_name": "Qwen3-VL-30B-A3B",
+        "max_model_len": 32768,
+        "gpu_memory_utilization": 0.8,
+        "limit_mm_per_prompt": {"video": 0, "image": 32},
+        "enable_prefix_caching": True,
+        "enable_log_requests": False,
+        "quantization": None,
+        "allowed-origins": ["a", "b"],
+    }
+    assert vllm.vllm_flags(settings) == [
+        "--served-model-name",
+        "Qwen3-VL-30B-A3B",
+        "--max-model-len",
+        "32768",
+        "--gpu-memory-utilization",
+        "0.8",
+        "--limit-mm-per-prompt",
+        '{"image":32,"video":0}',
+        "--enable-prefix-caching",
+        "--no-enable-log-requests",
+        "--allowed-origins",
+        "a",
+        "b",
+    ]
+
+
+@pytest.mark.parametrize("bad", [{"Max Len": 1}, {"--max-model-len": 1}, {"": 1}, {3: 1}])
+def test_vllm_flags_refuse_names_that_are_not_flags(bad):
+    with pytest.raises(AnsibleFilterError, match="is not a vLLM flag name"):
+        vllm.vllm_flags(bad)
+
+
+def test_vllm_flags_need_a_dict():
+    with pytest.raises(AnsibleFilterError, match="expects a dict"):
+        vllm.vllm_flags(["--x"])
+
+
+@pytest.mark.parametrize(
+    ("per_million", "per_token"), [(0.20, 2e-07), (1.00, 1e-06), ("0.15", 1.5e-07), (0, 0.0), (3, 3e-06)]
+)
+def test_per_token_is_exact(per_million, per_token):
+    assert litellm.per_token(per_million) == per_token
+
+
+@pytest.mark.parametrize("bad", [-1, "abc", float("nan"), float("inf"), None])
+def test_per_token_refuses_what_is_not_a_price(bad):
+    with pytest.raises(AnsibleFilterError):
+        litellm.per_token(bad)
+
+
+def test_model_list_is_litellm_shaped():
+    models = [
+        {"model_name": "M", "api_base": "http://ai-vllm:8000/v1", "input_cost_per_million": 0.2},
+        {"model_name": "N", "backend_model": "n-served", "api_base": "http://x:8000/v1", "output_cost_per_million": 1},
+    ]
+    assert litellm.litellm_model_list(models) == [
+        {
+            "model_name": "M",
+            "litellm_params": {
+                "model": "openai/M",
+                "api_base": "http://ai-vllm:8000/v1",
+                "api_key": "os.environ/VLLM_API_KEY",
+                "input_cost_per_token": 2e-07,
+                "output_cost_per_token": 0.0,
+            },
+        },
+        {
+            "model_name": "N",
+            "litellm_params": {
+                "model": "openai/n-served",
+                "api_base": "http://x:8000/v1",
+                "api_key": "os.environ/VLLM_API_KEY",
+                "input_cost_per_token": 0.0,
+                "output_cost_per_token": 1e-06,
+            },
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [([], "non-empty list"), ([{"model_name": "M"}], "model #1 lacks api_base"), (["M"], "lacks model_name")],
+)
+def test_model_list_refuses_incomplete_models(models, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        litellm.litellm_model_list(models)
