@@ -11,8 +11,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from . import cache, images
 from . import fleet as fleet_mod
-from . import images
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
@@ -56,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="every simulated unit with its systemd, engine and default runtime")
     sub.add_parser("images", help="the simulator images and whether they are current")
     sub.add_parser("prune", help="remove every ephemeral (test) fleet")
+    source = sub.add_parser("cache", help="write a cache source with every profile's model (jetson-containers layout)")
+    source.add_argument("--root", type=Path, default=cache.DEFAULT_ROOT, help="where (default: sim/.cache/source)")
     return top
 
 
@@ -81,6 +83,9 @@ def remove(client: docker.DockerClient, fleet_name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "cache":
+        print(cache.make_source(args.root))
+        return 0
     try:
         client = docker.from_env(timeout=300)
         client.ping()
