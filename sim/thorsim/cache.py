@@ -10,16 +10,19 @@ The weights are a few KB each: the layout, links and names are real, the sizes a
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import yaml
 
 from . import CACHE_DIR, REPO_DIR
-from .hfcache import make_model
+from .hfcache import default_files, make_model
 
 DEFAULT_ROOT = CACHE_DIR / "source"
 PROFILES = REPO_DIR / "roles" / "vllm_server" / "defaults" / "main.yml"
 ENCODINGS = ("cl100k_base", "o200k_base")
+# Long enough for every profile's max_model_len, as the real models' configs are.
+MAX_POSITION_EMBEDDINGS = 262144
 
 
 def profile_models() -> list[str]:
@@ -31,7 +34,11 @@ def profile_models() -> list[str]:
 def make_source(root: Path = DEFAULT_ROOT) -> Path:
     hub = root / "data" / "models" / "huggingface" / "hub"
     for repo in profile_models():
-        make_model(hub, repo)
+        files = default_files(repo)
+        config = json.loads(files["config.json"])
+        config["max_position_embeddings"] = MAX_POSITION_EMBEDDINGS
+        files["config.json"] = json.dumps(config, indent=2).encode()
+        make_model(hub, repo, files)
     (root / "data" / "vllm_cache").mkdir(parents=True, exist_ok=True)
     encodings = root / "data" / "encodings"
     encodings.mkdir(parents=True, exist_ok=True)
