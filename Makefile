@@ -14,12 +14,12 @@ DEMO_UNITS ?= 3
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup venv host images collection lint unit molecule test demo down clean
+.PHONY: help setup venv host images collection lint unit contract molecule test demo down clean
 
 help:
 	@echo "make setup   venv, Docker engine, simulator images (idempotent)"
 	@echo "make demo    a $(DEMO_UNITS)-unit simulated fleet on this machine"
-	@echo "make test    lint, unit tests and every molecule scenario"
+	@echo "make test    lint, unit and contract tests, every molecule scenario"
 	@echo "make down    remove the demo fleet"
 
 setup: venv host images collection
@@ -51,20 +51,28 @@ lint: venv collection
 unit: venv
 	pytest tests/unit
 
+# The real vLLM parser and the real LiteLLM proxy, each in a venv of its own under ~/.cache/thorfleet.
+contract: venv
+	pytest tests/contract
+
 molecule: setup
 	$(FLEET) prune
 	molecule test --all
 
-test: setup lint unit molecule
+test: setup lint unit contract molecule
 
+# The whole service on simulated units: units, weights, site.yml, then one request through thor-01.
 demo: setup
 	$(FLEET) up $(DEMO_UNITS)
+	ansible-playbook -i inventories/sim sim/playbooks/models.yml
+	ansible-playbook -i inventories/sim playbooks/site.yml
+	ansible-playbook -i inventories/sim sim/playbooks/demo_request.yml
 	@echo
 	@$(FLEET) status
 	@echo
-	@echo "Reach the units with Ansible:  ansible -i inventories/sim thor -m ansible.builtin.ping"
-	@echo "or a shell on one:             docker exec -it thor-01 bash"
-	@echo "Remove them:                   make down"
+	@echo "Re-run the service (heals drift):  ansible-playbook -i inventories/sim playbooks/site.yml"
+	@echo "A shell on a unit:                 docker exec -it thor-01 bash"
+	@echo "Remove the fleet:                  make down"
 
 down: venv
 	$(FLEET) down

@@ -92,7 +92,9 @@ RUNTIME = Image("runtime", packages=("python3", "python3-yaml", "python3-psycopg
 UNIT = Image("unit", base=BASE)
 PROBE = Image("probe", base=BASE, archive=True)
 POSTGRES = Image("postgres", base=RUNTIME, archive=True)
-IMAGES = (BASE, RUNTIME, UNIT, PROBE, POSTGRES)
+VLLM = Image("vllm-sim", base=RUNTIME, archive=True)
+LITELLM = Image("litellm-sim", base=RUNTIME, archive=True)
+IMAGES = (BASE, RUNTIME, UNIT, PROBE, POSTGRES, VLLM, LITELLM)
 
 
 def inputs_hash(image: Image) -> str:

@@ -1,0 +1,120 @@
+"""Verify the whole stack on one simulated unit (testinfra, through molecule's inventory)."""
+
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import yaml
+
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+SECRETS = yaml.safe_load((PROJECT / "inventories/sim/group_vars/thor/generated.yml").read_text())
+MODEL = "Qwen3-VL-30B-A3B"
+PORT = 12434
+
+
+def http(host, method, url, body=None, key=None):
+    """An HTTP request made on the unit; returns (status, parsed JSON body)."""
+    script = f"""
+import json, sys, urllib.request, urllib.error
+req = urllib.request.Request({url!r}, method={method!r}, data={json.dumps(body).encode() if body else None!r},
+                             headers={{"Content-Type": "application/json"}})
+if {key!r}:
+    req.add_header("Authorization", "Bearer " + {key!r})
+try:
+    with urllib.request.urlopen(req, timeout=60) as r:
+        print(json.dumps([r.status, json.load(r)]))
+except urllib.error.HTTPError as e:
+    print(json.dumps([e.code, json.loads(e.read() or b"null")]))
+"""
+    status, payload = json.loads(host.check_output(f"python3 -c {shlex.quote(script)}"))
+    return status, payload
+
+
+def test_docker_runs_nvidia_by_default_and_nvml_answers(host):
+    assert host.check_output("docker info --format '{{.DefaultRuntime}}'") == "nvidia"
+    assert host.run("nvidia-smi -L").rc == 0
+
+
+def test_power_mode_is_maxn(host):
+    assert host.check_output("nvpmodel -q").splitlines() == ["NV Power Mode: MAXN", "0"]
+
+
+def test_only_litellm_publishes_a_port(host):
+    ports = dict(
+        line.split(" ", 1) if " " in line else (line, "")
+        for line in host.check_output("docker ps --format '{{.Names}} {{.Ports}}'").splitlines()
+    )
+    assert set(ports) == {"ai-postgres", "ai-vllm", "ai-litellm"}
+    published = {name: p for name, p in ports.items() if "->" in p}
+    assert list(published) == ["ai-litellm"]
+    assert f"0.0.0.0:{PORT}->{PORT}/tcp" in published["ai-litellm"]
+
+
+def test_vllm_and_postgres_are_unreachable_from_outside_the_unit(host):
+    address = host.check_output("hostname -I").split()[0]
+    script = f"""
+import socket
+for port in (8000, 5432, {PORT}):
+    s = socket.socket()
+    s.settimeout(3)
+    print(port, s.connect_ex(({address!r}, port)) == 0)
+"""
+    reachable = dict(line.split() for line in host.check_output(f"python3 -c {shlex.quote(script)}").splitlines())
+    assert reachable == {"8000": "False", "5432": "False", str(PORT): "True"}
+
+
+def test_readiness_says_the_database_is_connected(host):
+    status, body = http(host, "GET", f"http://127.0.0.1:{PORT}/health/readiness")
+    assert status == 200
+    assert body["db"] == "connected"
+
+
+def test_chat_completion_through_litellm(host):
+    status, body = http(
+        host,
+        "POST",
+        f"http://127.0.0.1:{PORT}/v1/chat/completions",
+        {"model": MODEL, "messages": [{"role": "user", "content": "Hello Thor"}], "max_tokens": 8},
+        key=SECRETS["litellm_proxy_master_key"],
+    )
+    assert status == 200, body
+    assert body["choices"][0]["message"]["content"].strip()
+    assert body["usage"]["completion_tokens"] > 0
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+
+
+def test_requests_without_the_key_are_refused(host):
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    assert http(host, "POST", f"http://127.0.0.1:{PORT}/v1/chat/completions", body)[0] == 401
+    assert http(host, "POST", f"http://127.0.0.1:{PORT}/v1/chat/completions", body, key="sk-" + "x" * 40)[0] == 401
+
+
+def test_config_is_private_and_names_secrets_only_by_reference(host):
+    config = host.file("/etc/thorfleet/litellm/config.yaml")
+    assert config.mode == 0o600
+    assert config.user == "root"
+    text = config.content_string
+    assert "os.environ/LITELLM_MASTER_KEY" in text
+    for secret in SECRETS.values():
+        assert secret not in text
+
+
+def test_secrets_never_reach_ansible_output():
+    """Run site.yml again, verbose and with --diff: nothing changes and no secret is printed."""
+    ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".collections"), "ANSIBLE_NOCOLOR": "1"}
+    run = subprocess.run(
+        ["ansible-playbook", "thorfleet.llm.site", "-i", str(ephemeral / "inventory"), "--diff", "-v"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=PROJECT,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-3000:]
+    assert "changed=0" in output and "failed=0" in output
+    for name in ("postgres_password", "litellm_proxy_master_key", "litellm_proxy_salt_key"):
+        assert SECRETS[name] not in output, f"{name} appears in the output"

@@ -1,0 +1,69 @@
+"""site.yml refuses bad settings before it changes anything, and the message names the variable."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+
+CASES = {
+    "gpu memory above 1": ({"vllm_server_gpu_memory_utilization": 1.5}, "vllm_server_gpu_memory_utilization"),
+    "gpu memory of 0": ({"vllm_server_gpu_memory_utilization": 0}, "vllm_server_gpu_memory_utilization"),
+    "unknown profile": ({"vllm_server_profile": "llama-9000"}, "vllm_server_profile 'llama-9000' is not a profile"),
+    "publicly known master key": ({"litellm_proxy_master_key": "sk-1234"}, "litellm_proxy_master_key"),
+    "short master key": ({"litellm_proxy_master_key": "sk-short"}, "litellm_proxy_master_key"),
+    "master key without sk-": ({"litellm_proxy_master_key": "x" * 40}, "litellm_proxy_master_key"),
+    "master key with a space": ({"litellm_proxy_master_key": "sk-" + "a" * 30 + " b"}, "litellm_proxy_master_key"),
+    "missing postgres password": ({"postgres_password": ""}, "postgres_password"),
+    "short postgres password": ({"postgres_password": "hunter2"}, "postgres_password"),
+    "missing salt key": ({"litellm_proxy_salt_key": ""}, "litellm_proxy_salt_key"),
+    "main-latest tag": ({"container_images_litellm": "ghcr.io/berriai/litellm:main-latest"}, "main-latest"),
+    "latest tag": ({"container_images_vllm": "nvcr.io/nvidia/vllm:latest"}, "container_images_vllm"),
+    "no tag": ({"container_images_postgres": "postgres"}, "'postgres' is not allowed"),
+    "compromised litellm": ({"container_images_litellm": "ghcr.io/berriai/litellm:v1.82.7"}, "compromised"),
+    "port out of range": ({"litellm_proxy_port": 70000}, "litellm_proxy_port must be 1-65535"),
+    "port zero": ({"litellm_proxy_port": 0}, "litellm_proxy_port must be 1-65535"),
+    "max model length 0": ({"vllm_server_settings": {"max_model_len": 0}}, "max_model_len must be a positive"),
+    "max model length negative": ({"vllm_server_settings": {"max_model_len": -4}}, "max_model_len must be a positive"),
+    "stop timeout not above drain": ({"vllm_server_stop_timeout": 10}, "vllm_server_stop_timeout (10) must exceed"),
+    "unknown image source": ({"container_images_source": "ftp"}, "container_images_source must be"),
+    "unknown power mode": ({"jetson_runtime_power_mode": 7}, "jetson_runtime_power_mode must be"),
+    "negative price": (
+        {"litellm_proxy_models": [{"model_name": "m", "api_base": "http://x/v1", "input_cost_per_million": -1}]},
+        "litellm_proxy_models",
+    ),
+    "duplicate model names": (
+        {"litellm_proxy_models": [{"model_name": "m", "api_base": "http://x/v1"}] * 2},
+        "litellm_proxy_models",
+    ),
+    "unsupported L4T": ({"jetson_runtime_supported_l4t": ["36.4"]}, "jetson_runtime_supported_l4t"),
+    "unsupported architecture": ({"jetson_runtime_supported_architectures": ["aarch64"]}, "on x86_64"),
+}
+
+
+def site(extra: dict) -> subprocess.CompletedProcess:
+    ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".collections"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(
+        ["ansible-playbook", "thorfleet.llm.site", "-i", str(ephemeral / "inventory"), "-e", json.dumps(extra)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=PROJECT,
+    )
+
+
+@pytest.mark.parametrize(("extra", "message"), list(CASES.values()), ids=list(CASES))
+def test_bad_input_is_refused_with_the_variable_named(host, extra, message):
+    run = site(extra)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert message in output, output[-2500:]
+    assert "changed=0" in output
+    # Nothing on the unit was touched.
+    assert not host.file("/etc/docker/daemon.json").exists
+    assert host.check_output("docker ps -aq") == ""
