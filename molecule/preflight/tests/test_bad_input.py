@@ -20,10 +20,19 @@ CASES = {
     "missing postgres password": ({"postgres_password": ""}, "postgres_password"),
     "short postgres password": ({"postgres_password": "hunter2"}, "postgres_password"),
     "missing salt key": ({"litellm_proxy_salt_key": ""}, "litellm_proxy_salt_key"),
-    "main-latest tag": ({"container_images_litellm": "ghcr.io/berriai/litellm:main-latest"}, "main-latest"),
-    "latest tag": ({"container_images_vllm": "nvcr.io/nvidia/vllm:latest"}, "container_images_vllm"),
+    "main-latest tag": (
+        {"container_images_litellm": "ghcr.io/berriai/litellm:main-latest"},
+        "Image 'ghcr.io/berriai/litellm:main-latest' is not allowed",
+    ),
+    "latest tag": (
+        {"container_images_vllm": "nvcr.io/nvidia/vllm:latest"},
+        "Image 'nvcr.io/nvidia/vllm:latest' is not",
+    ),
     "no tag": ({"container_images_postgres": "postgres"}, "'postgres' is not allowed"),
-    "compromised litellm": ({"container_images_litellm": "ghcr.io/berriai/litellm:v1.82.7"}, "compromised"),
+    "compromised litellm": (
+        {"container_images_litellm": "ghcr.io/berriai/litellm:v1.82.7"},
+        "Image 'ghcr.io/berriai/litellm:v1.82.7' is not allowed",
+    ),
     "port out of range": ({"litellm_proxy_port": 70000}, "litellm_proxy_port must be 1-65535"),
     "port zero": ({"litellm_proxy_port": 0}, "litellm_proxy_port must be 1-65535"),
     "max model length 0": ({"vllm_server_settings": {"max_model_len": 0}}, "max_model_len must be a positive"),
