@@ -1,14 +1,11 @@
 """Verify the whole stack on one simulated unit (testinfra, through molecule's inventory)."""
 
 import json
-import os
 import shlex
-import subprocess
-from pathlib import Path
 
 import yaml
+from scenario import PROJECT, playbook
 
-PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 SECRETS = yaml.safe_load((PROJECT / "inventories/sim/group_vars/thor/generated.yml").read_text())
 MODEL = "Qwen3-VL-30B-A3B"
 PORT = 12434
@@ -101,20 +98,42 @@ def test_config_is_private_and_names_secrets_only_by_reference(host):
         assert secret not in text
 
 
+def container_ids(host):
+    return dict(line.split() for line in host.check_output("docker ps --format '{{.Names}} {{.ID}}'").splitlines())
+
+
+def test_a_changed_litellm_setting_recreates_litellm_alone(host):
+    before = container_ids(host)
+    rc, output = playbook("site", "-e", "litellm_proxy_request_timeout=300")
+    assert rc == 0, output[-3000:]
+    after = container_ids(host)
+    assert after["ai-litellm"] != before["ai-litellm"]
+    assert {k: after[k] for k in ("ai-vllm", "ai-postgres")} == {k: before[k] for k in ("ai-vllm", "ai-postgres")}
+    assert "request_timeout: 300" in host.file("/etc/thorfleet/litellm/config.yaml").content_string
+    rc, output = playbook("site")
+    assert rc == 0, output[-3000:]
+    assert "request_timeout: 600" in host.file("/etc/thorfleet/litellm/config.yaml").content_string
+
+
+def test_a_volume_with_other_credentials_is_refused(host):
+    rc, output = playbook("site", "-e", "postgres_password=" + "n" * 24)
+    assert rc != 0
+    assert "was initialised with other credentials" in output
+    assert "n" * 24 not in output
+
+
+def test_backup_writes_a_timestamped_dump(host):
+    rc, output = playbook("backup")
+    assert rc == 0, output[-3000:]
+    dumps = host.check_output("ls /var/lib/thorfleet/backups").split()
+    assert dumps and all(d.startswith("litellmdb-") and d.endswith(".dump") for d in dumps)
+    assert host.file(f"/var/lib/thorfleet/backups/{dumps[-1]}").size > 0
+
+
 def test_secrets_never_reach_ansible_output():
     """Run site.yml again, verbose and with --diff: nothing changes and no secret is printed."""
-    ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".collections"), "ANSIBLE_NOCOLOR": "1"}
-    run = subprocess.run(
-        ["ansible-playbook", "thorfleet.llm.site", "-i", str(ephemeral / "inventory"), "--diff", "-v"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=PROJECT,
-    )
-    output = run.stdout + run.stderr
-    assert run.returncode == 0, output[-3000:]
+    rc, output = playbook("site", "--diff", "-v")
+    assert rc == 0, output[-3000:]
     assert "changed=0" in output and "failed=0" in output
     for name in ("postgres_password", "litellm_proxy_master_key", "litellm_proxy_salt_key"):
         assert SECRETS[name] not in output, f"{name} appears in the output"

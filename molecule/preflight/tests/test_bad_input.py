@@ -1,13 +1,9 @@
 """site.yml refuses bad settings before it changes anything, and the message names the variable."""
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
-
-PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+from scenario import playbook
 
 CASES = {
     "gpu memory above 1": ({"vllm_server_gpu_memory_utilization": 1.5}, "vllm_server_gpu_memory_utilization"),
@@ -53,24 +49,10 @@ CASES = {
 }
 
 
-def site(extra: dict) -> subprocess.CompletedProcess:
-    ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".collections"), "ANSIBLE_NOCOLOR": "1"}
-    return subprocess.run(
-        ["ansible-playbook", "thorfleet.llm.site", "-i", str(ephemeral / "inventory"), "-e", json.dumps(extra)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=PROJECT,
-    )
-
-
 @pytest.mark.parametrize(("extra", "message"), list(CASES.values()), ids=list(CASES))
 def test_bad_input_is_refused_with_the_variable_named(host, extra, message):
-    run = site(extra)
-    output = run.stdout + run.stderr
-    assert run.returncode != 0
+    rc, output = playbook("site", "-e", json.dumps(extra))
+    assert rc != 0
     assert message in output, output[-2500:]
     assert "changed=0" in output
     # Nothing on the unit was touched.
