@@ -1,0 +1,90 @@
+"""The keys roster: rows from a CSV or YAML file, checked and completed before any key is touched."""
+
+from __future__ import annotations
+
+import re
+
+from ansible.errors import AnsibleFilterError
+
+ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
+# LiteLLM's durations: a number and a unit (seconds, minutes, hours, days, weeks, months).
+DURATION = re.compile(r"^[0-9]+(s|m|h|d|w|mo)$")
+INTEGER_LIMITS = ("rpm_limit", "tpm_limit", "max_parallel_requests")
+MONEY_LIMITS = ("max_budget", "soft_budget")
+OVERRIDES = (*INTEGER_LIMITS, *MONEY_LIMITS, "budget_duration", "duration", "models")
+COLUMNS = ("alias", "unit", "email", "team", *OVERRIDES)
+
+
+def _number(value, kind, where):
+    try:
+        number = int(value) if kind is int else float(value)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError(f"{where}: {value!r} is not a {'whole ' if kind is int else ''}number") from None
+    if number < 0 or number != number:
+        raise AnsibleFilterError(f"{where}: {value!r} must be 0 or more")
+    return number
+
+
+def roster_keys(rows, units, defaults=None):
+    """Check roster rows and give each its settings: the defaults, then the row's own overrides.
+
+    rows: dicts with alias, unit, optional email, team and limit overrides (CSV cells may be empty).
+    units: the inventory's unit names. Returns [{alias, unit, email, team, settings}] in roster order.
+    """
+    if not isinstance(rows, list):
+        raise AnsibleFilterError("roster_keys: the roster must be a list of rows (CSV with a header, or YAML)")
+    defaults = dict(defaults or {})
+    known = set(units)
+    seen = {}
+    out = []
+    for number, row in enumerate(rows, start=1):
+        where = f"roster row {number}"
+        if not isinstance(row, dict):
+            raise AnsibleFilterError(f"{where}: expected columns {', '.join(COLUMNS[:4])}, got {row!r}")
+        row = {str(k).strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+        unknown = sorted(set(row) - set(COLUMNS))
+        if unknown:
+            raise AnsibleFilterError(f"{where}: unknown column(s) {', '.join(unknown)}; known: {', '.join(COLUMNS)}")
+        alias, unit = row.get("alias") or "", row.get("unit") or ""
+        if not ALIAS.match(str(alias)):
+            raise AnsibleFilterError(
+                f"{where}: alias {alias!r} is missing or has characters other than A-Z a-z 0-9 _.@+-"
+            )
+        if alias in seen:
+            raise AnsibleFilterError(f"{where}: alias {alias!r} is already used by row {seen[alias]}")
+        seen[alias] = number
+        if unit not in known:
+            raise AnsibleFilterError(f"{where} ({alias}): unit {unit!r} is not in the inventory")
+        settings = dict(defaults)
+        for name in OVERRIDES:
+            value = row.get(name)
+            if value in (None, ""):
+                continue
+            if name in INTEGER_LIMITS:
+                settings[name] = _number(value, int, f"{where} ({alias}) {name}")
+            elif name in MONEY_LIMITS:
+                settings[name] = _number(value, float, f"{where} ({alias}) {name}")
+            elif name == "models":
+                settings[name] = value if isinstance(value, list) else [m.strip() for m in str(value).split(";") if m]
+            else:
+                settings[name] = str(value)
+        for name in ("budget_duration", "duration"):
+            if settings.get(name) is not None and not DURATION.match(str(settings[name])):
+                raise AnsibleFilterError(
+                    f"{where} ({alias}) {name}: {settings[name]!r} is not a duration like 1h, 24h, 7d or 30d"
+                )
+        out.append(
+            {
+                "alias": alias,
+                "unit": unit,
+                "email": row.get("email") or "",
+                "team": row.get("team") or "",
+                "settings": settings,
+            }
+        )
+    return out
+
+
+class FilterModule:
+    def filters(self):
+        return {"roster_keys": roster_keys}

@@ -1,0 +1,59 @@
+"""The keys roster filter: every malformed row is refused by number, before any key is touched."""
+
+import importlib.util
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from conftest import REPO
+
+spec = importlib.util.spec_from_file_location("roster", REPO / "plugins" / "filter" / "roster.py")
+roster = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(roster)
+
+UNITS = ["thor-01", "thor-02"]
+DEFAULTS = {"rpm_limit": 10, "tpm_limit": 50000, "max_budget": 5.0, "budget_duration": "30d", "models": ["M"]}
+
+
+def test_rows_get_defaults_then_their_own_overrides():
+    rows = [
+        {"alias": "alice", "unit": "thor-01", "email": "a@x", "team": "eng", "rpm_limit": "", "max_budget": ""},
+        {"alias": "bob", "unit": "thor-02", "rpm_limit": "20", "max_budget": "7.5", "models": "A;B", "duration": "7d"},
+    ]
+    assert roster.roster_keys(rows, UNITS, DEFAULTS) == [
+        {"alias": "alice", "unit": "thor-01", "email": "a@x", "team": "eng", "settings": DEFAULTS},
+        {
+            "alias": "bob",
+            "unit": "thor-02",
+            "email": "",
+            "team": "",
+            "settings": {**DEFAULTS, "rpm_limit": 20, "max_budget": 7.5, "models": ["A", "B"], "duration": "7d"},
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"unit": "thor-01"}], "roster row 1: alias '' is missing"),
+        ([{"alias": "a b", "unit": "thor-01"}], "roster row 1: alias 'a b'"),
+        (
+            [{"alias": "a", "unit": "thor-01"}, {"alias": "a", "unit": "thor-02"}],
+            "row 2: alias 'a' is already used by row 1",
+        ),
+        ([{"alias": "a", "unit": "thor-99"}], "roster row 1 (a): unit 'thor-99' is not in the inventory"),
+        ([{"alias": "a", "unit": "thor-01", "rpm_limit": "-1"}], "(a) rpm_limit: '-1' must be 0 or more"),
+        ([{"alias": "a", "unit": "thor-01", "tpm_limit": "lots"}], "(a) tpm_limit: 'lots' is not a whole number"),
+        ([{"alias": "a", "unit": "thor-01", "max_budget": "-5"}], "(a) max_budget: '-5' must be 0 or more"),
+        (
+            [{"alias": "a", "unit": "thor-01", "budget_duration": "monthly"}],
+            "budget_duration: 'monthly' is not a duration",
+        ),
+        ([{"alias": "a", "unit": "thor-01", "rpm": "5"}], "roster row 1: unknown column(s) rpm"),
+        (["alice,thor-01"], "roster row 1: expected columns"),
+        ({"alias": "a"}, "the roster must be a list"),
+    ],
+)
+def test_malformed_rosters_are_refused_by_row(rows, message):
+    with pytest.raises(AnsibleFilterError) as exc:
+        roster.roster_keys(rows, UNITS, DEFAULTS)
+    assert message in str(exc.value)
