@@ -85,6 +85,19 @@ def roster_keys(rows, units, defaults=None):
     return out
 
 
+def key_requests(entries, raw_keys, unit):
+    """The litellm_key `keys` list for one unit: each entry's settings, alias, raw key and metadata."""
+    requests = []
+    for entry in entries:
+        alias = entry["alias"]
+        if alias not in raw_keys:
+            raise AnsibleFilterError(f"key_requests: no raw key was made for {alias!r}")
+        metadata = {"unit": unit, "role": entry.get("role", "attendee")}
+        metadata.update({name: entry[name] for name in ("email", "team") if entry.get(name)})
+        requests.append({**entry.get("settings", {}), "key_alias": alias, "key": raw_keys[alias], "metadata": metadata})
+    return requests
+
+
 class FilterModule:
     def filters(self):
-        return {"roster_keys": roster_keys}
+        return {"roster_keys": roster_keys, "key_requests": key_requests}

@@ -57,3 +57,22 @@ def test_malformed_rosters_are_refused_by_row(rows, message):
     with pytest.raises(AnsibleFilterError) as exc:
         roster.roster_keys(rows, UNITS, DEFAULTS)
     assert message in str(exc.value)
+
+
+def test_key_requests_carry_alias_raw_key_settings_and_metadata():
+    entries = roster.roster_keys([{"alias": "alice", "unit": "thor-01", "team": "eng"}], UNITS, DEFAULTS)
+    entries.append({"alias": "org", "role": "organiser", "settings": {}})
+    assert roster.key_requests(entries, {"alice": "sk-a" * 5, "org": "sk-o" * 5}, "thor-01") == [
+        {
+            **DEFAULTS,
+            "key_alias": "alice",
+            "key": "sk-a" * 5,
+            "metadata": {"unit": "thor-01", "role": "attendee", "team": "eng"},
+        },
+        {"key_alias": "org", "key": "sk-o" * 5, "metadata": {"unit": "thor-01", "role": "organiser"}},
+    ]
+
+
+def test_key_requests_need_a_raw_key_for_every_alias():
+    with pytest.raises(AnsibleFilterError, match="no raw key was made for 'bob'"):
+        roster.key_requests([{"alias": "bob"}], {}, "thor-01")
