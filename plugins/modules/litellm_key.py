@@ -1,0 +1,1099 @@
+#!/usr/bin/python
+# Copyright: thorfleet.llm developers
+# Apache License 2.0 (see galaxy.yml)
+# ruff: noqa: E402 - Ansible modules put DOCUMENTATION, EXAMPLES and RETURN before the imports
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: litellm_key
+short_description: Manage LiteLLM virtual keys, one at a time or a whole roster at once
+version_added: 0.1.0
+author: thorfleet.llm developers
+description:
+  - Creates, updates and deletes virtual API keys on a LiteLLM proxy through its admin API
+    (C(/key/generate), C(/key/update), C(/key/delete), C(/key/info), C(/key/list)), authenticated with the
+    proxy's master key.
+  - A key is identified by its O(key_alias). When you also supply the raw O(key), it is looked up by its
+    sha256 hash (LiteLLM stores only C(sha256(key))), so the raw key never travels in a URL. A raw key is
+    only ever sent in the body of C(POST /key/generate).
+  - The module reads the key, compares, and sends only what differs. C(/key/update) is sent with only the
+    fields that changed; an unchanged O(budget_duration) is never resent (LiteLLM restarts the budget
+    window whenever it receives one) and O(duration) is never sent to an existing key (see O(duration)).
+    O(metadata) is sent whole, because LiteLLM replaces the stored metadata.
+  - Every key this module writes carries C(thorfleet_managed=true) in its metadata. O(exclusive) deletes only
+    keys carrying that marker.
+  - Heals a proxy whose database was lost. When a supplied O(key) is found neither by its hash nor by its
+    alias, the key is created again with the same raw key, so clients holding it keep working.
+  - Give O(keys) instead of O(key_alias) to reconcile a whole roster in one task. The module lists every
+    key once (pages of 100) and then sends the changes from a pool of O(concurrency) threads.
+  - Options left out are not managed. The module leaves whatever the proxy stores for them untouched.
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Makes no change. Read requests are still sent, and the result holds the key as it would be
+        (RV(key_info)) and the fields that would change.
+  diff_mode:
+    support: full
+    description:
+      - Returns the key before and after as RV(diff), without raw keys.
+options:
+  api_url:
+    description:
+      - Base URL of the LiteLLM proxy.
+    type: str
+    default: http://127.0.0.1:12434
+  master_key:
+    description:
+      - The proxy's master key (C(general_settings.master_key)), sent as a Bearer token.
+    type: str
+    required: true
+  timeout:
+    description:
+      - Seconds to wait for each HTTP answer.
+    type: int
+    default: 30
+  validate_certs:
+    description:
+      - Verify the proxy's TLS certificate when O(api_url) is C(https).
+    type: bool
+    default: true
+  retries:
+    description:
+      - How many times a request is retried, with exponential backoff (1s, 2s, 4s and so on, at most 30s),
+        after a connection error or an HTTP 503 answer. No other answer is retried.
+      - A C(POST /key/generate) without a supplied O(key) is not retried once it may have reached the proxy,
+        for example after a timeout, because it could otherwise create a second key.
+    type: int
+    default: 3
+  key_alias:
+    description:
+      - The name that identifies the key (for example the attendee's user name). It must be unique on the
+        proxy, because LiteLLM refuses a second key with the same alias.
+      - Required unless O(keys) is given. Mutually exclusive with O(keys).
+    type: str
+  key:
+    description:
+      - A raw key chosen by the caller, for example generated once on the controller and kept in Ansible
+        Vault. It must start with C(sk-) and be 16 to 100 characters long, with only letters, digits, C(_)
+        and C(-) after C(sk-).
+      - The key is looked up by its sha256 hash. If the hash is found, that key is updated. If neither the
+        hash nor O(key_alias) is found, for example after the proxy's database was wiped, the key is created
+        with this raw key.
+      - If the hash is not found but O(key_alias) belongs to another key, see O(alias_conflict).
+      - When omitted, LiteLLM generates the key on creation and the module returns it once as RV(key).
+    type: str
+  state:
+    description:
+      - V(present) creates or updates the key. V(absent) deletes the key found by O(key_alias), and also the
+        key found by the hash of O(key) when one is given.
+      - With O(keys), this is the default for every entry that sets no O(keys[].state) of its own.
+    type: str
+    choices: [present, absent]
+    default: present
+  alias_conflict:
+    description:
+      - What to do when a supplied O(key) is not found by its hash but O(key_alias) belongs to another key.
+        This happens when the raw key kept on the controller was replaced while the proxy kept the old one.
+      - V(fail) stops with an error that names the alias, and changes nothing.
+      - V(replace) deletes the other key and stores the supplied one under the alias. The old raw key stops
+        working, and its spend history stays with the deleted key.
+    type: str
+    choices: [fail, replace]
+    default: fail
+  models:
+    description:
+      - Model names (as clients call them) the key may use. V([]) allows every model.
+      - LiteLLM does not check these names against its C(model_list).
+      - Compared as a set, so the order does not matter.
+    type: list
+    elements: str
+  rpm_limit:
+    description:
+      - Requests per minute. Requests over the limit get HTTP 429. Must be 0 or more.
+    type: int
+  tpm_limit:
+    description:
+      - Tokens per minute. Must be 0 or more.
+    type: int
+  max_parallel_requests:
+    description:
+      - How many requests may run at the same time with this key. Must be 0 or more.
+    type: int
+  max_budget:
+    description:
+      - Spend, in the currency of the proxy's per-token prices, after which the key is refused. Must be 0 or
+        more.
+      - Changing it does not reset the spend.
+    type: float
+  soft_budget:
+    description:
+      - Spend at which LiteLLM alerts, without refusing requests. Must be 0 or more.
+    type: float
+  budget_duration:
+    description:
+      - How often the spend is reset to zero. The format is a whole number followed by C(s), C(m), C(h),
+        C(d), C(w) or C(mo) (for example V(1h), V(24h), V(7d), V(30d), V(1mo)), or one of V(hourly), V(daily),
+        V(weekly), V(monthly). This is what LiteLLM's duration parser accepts.
+      - It is sent only when it differs from the stored value, because LiteLLM restarts the budget window
+        whenever C(/key/update) carries one.
+    type: str
+  duration:
+    description:
+      - How long a new key stays valid, in the same format as O(budget_duration). When omitted, the key
+        never expires.
+      - Used only when the key is created. LiteLLM stores the resulting expiry date (RV(key_info.expires)),
+        not the duration, so an existing key cannot be compared with it, and sending it again would move the
+        expiry date on every run. It is therefore never sent to an existing key.
+      - To apply a new duration to an existing key, delete the key (O(state=absent)) and create it again. With
+        a supplied O(key), the same raw key keeps working.
+      - The module warns when O(duration) is set and an existing key has no expiry date, and whenever a
+        managed key has expired.
+    type: str
+  metadata:
+    description:
+      - Free-form metadata stored with the key, for example the attendee's email and unit.
+      - Sent whole whenever it differs, because LiteLLM replaces the stored metadata. C(thorfleet_managed=true)
+        is always added. Metadata fields that LiteLLM itself keeps there (for example C(model_rpm_limit),
+        C(guardrails), C(tags) and C(service_account_id)) are carried over unless you set them.
+      - When omitted, the stored metadata is left as it is, and only the marker is added if it is missing.
+    type: dict
+  user_id:
+    description:
+      - LiteLLM user the key belongs to.
+    type: str
+  team_id:
+    description:
+      - LiteLLM team the key belongs to. The team must exist on the proxy.
+    type: str
+  blocked:
+    description:
+      - V(true) blocks the key (LiteLLM refuses it) without deleting it. V(false) unblocks it.
+    type: bool
+  keys:
+    description:
+      - Many keys in one task (the bulk form). Each entry takes the same per-key options as the module.
+      - Options set at the top level of the task, outside O(keys) (O(state), O(models), the limits, the
+        budgets, O(duration), O(metadata), O(user_id), O(team_id), O(blocked)), are defaults for every entry
+        that does not set them. An entry's O(keys[].metadata) replaces the default metadata as a whole.
+      - Aliases, and supplied raw keys, must be unique within the list.
+      - Mutually exclusive with O(key_alias) and O(key).
+    type: list
+    elements: dict
+    suboptions:
+      key_alias:
+        description: See O(key_alias).
+        type: str
+        required: true
+      key:
+        description: See O(key).
+        type: str
+      state:
+        description: See O(state). Defaults to the top-level O(state).
+        type: str
+        choices: [present, absent]
+      models:
+        description: See O(models).
+        type: list
+        elements: str
+      rpm_limit:
+        description: See O(rpm_limit).
+        type: int
+      tpm_limit:
+        description: See O(tpm_limit).
+        type: int
+      max_parallel_requests:
+        description: See O(max_parallel_requests).
+        type: int
+      max_budget:
+        description: See O(max_budget).
+        type: float
+      soft_budget:
+        description: See O(soft_budget).
+        type: float
+      budget_duration:
+        description: See O(budget_duration).
+        type: str
+      duration:
+        description: See O(duration).
+        type: str
+      metadata:
+        description: See O(metadata).
+        type: dict
+      user_id:
+        description: See O(user_id).
+        type: str
+      team_id:
+        description: See O(team_id).
+        type: str
+      blocked:
+        description: See O(blocked).
+        type: bool
+  concurrency:
+    description:
+      - With O(keys), the most requests in flight at once, from 1 to 64.
+    type: int
+    default: 8
+  exclusive:
+    description:
+      - With O(keys), also delete every key carrying the C(thorfleet_managed) marker whose alias (and raw key)
+        is not in O(keys). Keys created by other means are never touched.
+      - With an empty O(keys), this deletes every key the collection manages.
+    type: bool
+    default: false
+notes:
+  - The input is checked before any request is sent. The module refuses negative limits and budgets, a
+    O(budget_duration) or O(duration) that LiteLLM would not parse, a malformed O(key), and duplicate aliases
+    or raw keys in O(keys).
+  - The module decides on HTTP statuses only. A 404 from C(/key/info), or a key whose status is
+    C(deleted), means that the key is absent. Any other error fails the task with the status, the proxy's
+    message and the request path. Raw keys are redacted from every message.
+  - LiteLLM answers HTTP 200 to C(/key/generate) with a custom key that already exists, and stores nothing.
+    The module therefore always looks a supplied key up by its hash before it creates it.
+  - All keys on the proxy need a database. Without one, every C(/key/*) request fails with HTTP 500.
+  - Run the task with C(no_log=true) when LiteLLM generates the keys, because RV(key) holds the new raw key.
+seealso:
+  - name: LiteLLM virtual keys
+    description: LiteLLM's documentation of key management.
+    link: https://docs.litellm.ai/docs/proxy/virtual_keys
+"""
+
+EXAMPLES = r"""
+- name: A key for Alice, generated by LiteLLM on the first run
+  thorfleet.llm.litellm_key:
+    master_key: "{{ litellm_master_key }}"
+    key_alias: alice
+    models: [Qwen3-VL-30B-A3B]
+    rpm_limit: 10
+    tpm_limit: 50000
+    max_parallel_requests: 2
+    max_budget: 5.0
+    budget_duration: 30d
+    duration: 30d
+    metadata:
+      team: engineering
+      email: alice@example.com
+  register: alice_key
+  no_log: true
+
+- name: The same key with a raw key kept on the controller (re-created as is if the database was lost)
+  thorfleet.llm.litellm_key:
+    api_url: "http://{{ inventory_hostname }}:12434"
+    master_key: "{{ litellm_master_key }}"
+    key_alias: alice
+    key: "{{ vault_keys.alice }}"
+    models: [Qwen3-VL-30B-A3B]
+    rpm_limit: 10
+  delegate_to: localhost
+
+- name: Block a key without deleting it
+  thorfleet.llm.litellm_key:
+    master_key: "{{ litellm_master_key }}"
+    key_alias: bob
+    blocked: true
+
+- name: Remove a key
+  thorfleet.llm.litellm_key:
+    master_key: "{{ litellm_master_key }}"
+    key_alias: bob
+    state: absent
+
+- name: A whole roster in one task; keys no longer listed are removed
+  thorfleet.llm.litellm_key:
+    master_key: "{{ litellm_master_key }}"
+    models: [Qwen3-VL-30B-A3B]  # defaults for every entry
+    rpm_limit: 10
+    max_budget: 5.0
+    budget_duration: 7d
+    keys: "{{ roster | map('combine', {'metadata': {'unit': inventory_hostname}}) }}"
+    concurrency: 16
+    exclusive: true
+  no_log: true
+  register: roster_keys
+
+- name: Summary of the roster run
+  ansible.builtin.debug:
+    msg: >-
+      {{ roster_keys.created }} created, {{ roster_keys.updated }} updated,
+      {{ roster_keys.deleted }} deleted, {{ roster_keys.unchanged }} unchanged
+"""
+
+RETURN = r"""
+action:
+  description: What was done (or, in check mode, would be done) to the key.
+  returned: success, without O(keys)
+  type: str
+  choices: [created, updated, deleted, unchanged]
+  sample: updated
+key_alias:
+  description: The key's alias.
+  returned: success, without O(keys)
+  type: str
+  sample: alice
+token:
+  description:
+    - The key's sha256 hash (LiteLLM's C(token)), which identifies the key without revealing it.
+    - Null in check mode when LiteLLM would generate the key, and when a key that did not exist stays absent.
+  returned: success, without O(keys)
+  type: str
+  sample: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+key:
+  description:
+    - The raw key that LiteLLM generated in this run. It is returned only then, and only once, so keep it
+      (and use C(no_log=true)).
+    - Never returned for a supplied O(key). You already hold that key, and Ansible would mask its value
+      anyway because O(key) is a no_log option.
+  returned: when LiteLLM generated the key in this run
+  type: str
+  sample: sk-3mDk7tS9q2XbL0vWcH1e5A
+changed_fields:
+  description: The fields sent on creation, or the fields that differed and were sent with C(/key/update).
+  returned: success, without O(keys)
+  type: list
+  elements: str
+  sample: [rpm_limit, metadata]
+key_info:
+  description:
+    - The key as stored after the run, or as it would be in check mode. Raw keys are never included.
+    - Empty when the key is absent.
+  returned: success, without O(keys)
+  type: dict
+  contains:
+    token:
+      description: sha256 of the raw key.
+      type: str
+    key_alias:
+      description: The alias.
+      type: str
+    key_name:
+      description: LiteLLM's masked form of the key, C(sk-...) followed by its last 4 characters.
+      type: str
+    models:
+      description: Models the key may use (V([]) is all).
+      type: list
+    rpm_limit:
+      description: Requests per minute.
+      type: int
+    tpm_limit:
+      description: Tokens per minute.
+      type: int
+    max_parallel_requests:
+      description: Concurrent requests.
+      type: int
+    max_budget:
+      description: Hard budget.
+      type: float
+    soft_budget:
+      description: Alerting budget.
+      type: float
+    budget_duration:
+      description: Budget reset period.
+      type: str
+    budget_reset_at:
+      description: When the spend is next reset.
+      type: str
+    expires:
+      description: When the key stops working (null means never).
+      type: str
+    duration:
+      description: The requested O(duration), present only on a key created in this run.
+      type: str
+    metadata:
+      description: The stored metadata, C(thorfleet_managed) included.
+      type: dict
+    user_id:
+      description: Owning user.
+      type: str
+    team_id:
+      description: Owning team.
+      type: str
+    blocked:
+      description: Whether the key is blocked.
+      type: bool
+    spend:
+      description: Spend so far (in the current budget window when O(budget_duration) is set).
+      type: float
+  sample:
+    token: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+    key_alias: alice
+    key_name: sk-...4d2A
+    models: [Qwen3-VL-30B-A3B]
+    rpm_limit: 10
+    metadata: {email: alice@example.com, thorfleet_managed: true}
+diff:
+  description: The key before and after (per alias with O(keys), changed keys only), without raw keys.
+  returned: in diff mode
+  type: dict
+  sample: {before: {rpm_limit: 10}, after: {rpm_limit: 20}}
+results:
+  description: One entry per key of O(keys), plus one per key removed by O(exclusive).
+  returned: with O(keys)
+  type: list
+  elements: dict
+  contains:
+    key_alias:
+      description: The alias.
+      type: str
+    token:
+      description: sha256 of the raw key (null when not known, in check mode).
+      type: str
+    action:
+      description: V(created), V(updated), V(deleted), V(unchanged) or V(failed).
+      type: str
+    changed_fields:
+      description: Fields sent (see RV(changed_fields)).
+      type: list
+      elements: str
+    key:
+      description: The raw key LiteLLM generated for this entry in this run (see RV(key)).
+      type: str
+      returned: when LiteLLM generated the key in this run
+    exclusive:
+      description: True for a key deleted because O(exclusive) is set and it is not listed.
+      type: bool
+      returned: for keys removed by O(exclusive)
+    msg:
+      description: Why this entry failed.
+      type: str
+      returned: when the entry failed
+created:
+  description: How many keys were created.
+  returned: with O(keys)
+  type: int
+  sample: 3
+updated:
+  description: How many keys were updated.
+  returned: with O(keys)
+  type: int
+  sample: 1
+deleted:
+  description: How many keys were deleted (state absent and exclusive).
+  returned: with O(keys)
+  type: int
+  sample: 0
+unchanged:
+  description: How many keys needed no change.
+  returned: with O(keys)
+  type: int
+  sample: 296
+failed_keys:
+  description: How many entries failed. When this is more than 0, the task fails after every other entry
+    has been processed.
+  returned: with O(keys)
+  type: int
+  sample: 0
+status:
+  description: HTTP status of the request that failed (null when the proxy could not be reached).
+  returned: failure of a request, without O(keys)
+  type: int
+  sample: 401
+request:
+  description: Method and path of the request that failed (no raw key ever appears in it).
+  returned: failure of a request, without O(keys)
+  type: str
+  sample: GET /key/list?key_alias=alice&return_full_object=true&page=1&size=100
+"""
+
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.thorfleet.llm.plugins.module_utils.litellm import (
+    DEFAULT_API_URL,
+    MANAGED_MARKER,
+    LiteLLMClient,
+    LiteLLMError,
+    custom_key_error,
+    duration_error,
+    hash_key,
+    is_hash,
+    is_managed,
+    key_alias_error,
+)
+
+# Per-key settings, as LiteLLM names them. `duration` is create-only (LiteLLM keeps `expires`, not it).
+SETTINGS = (
+    "models",
+    "rpm_limit",
+    "tpm_limit",
+    "max_parallel_requests",
+    "max_budget",
+    "soft_budget",
+    "budget_duration",
+    "duration",
+    "metadata",
+    "user_id",
+    "team_id",
+    "blocked",
+)
+UPDATABLE = tuple(field for field in SETTINGS if field != "duration")
+NON_NEGATIVE_INTS = ("rpm_limit", "tpm_limit", "max_parallel_requests")
+NON_NEGATIVE_FLOATS = ("max_budget", "soft_budget")
+
+# Metadata entries LiteLLM writes itself (other key settings folded into metadata, and the immutable
+# service_account_id): carried over when the module sends the metadata whole.
+SERVER_METADATA_FIELDS = frozenset(
+    {
+        "model_rpm_limit",
+        "model_tpm_limit",
+        "model_itpm_limit",
+        "model_otpm_limit",
+        "default_estimated_output_tokens",
+        "default_estimated_output_tokens_per_model",
+        "mcp_rpm_limit",
+        "tag_rpm_limit",
+        "rpm_limit_type",
+        "tpm_limit_type",
+        "enforced_params",
+        "temp_budget_increase",
+        "temp_budget_expiry",
+        "disable_global_guardrails",
+        "guardrails",
+        "policies",
+        "tags",
+        "team_member_key_duration",
+        "prompts",
+        "logging",
+        "secret_manager_settings",
+        "allowed_passthrough_routes",
+        "denied_passthrough_routes",
+        "service_account_id",
+    }
+)
+
+# What the module reports of a stored key: never `key` (LiteLLM echoes raw keys in some answers).
+VIEW_FIELDS = (
+    "token",
+    "key_alias",
+    "key_name",
+    "models",
+    "rpm_limit",
+    "tpm_limit",
+    "max_parallel_requests",
+    "max_budget",
+    "soft_budget",
+    "budget_duration",
+    "budget_reset_at",
+    "expires",
+    "metadata",
+    "user_id",
+    "team_id",
+    "blocked",
+    "spend",
+)
+DIFF_IGNORED = ("spend", "budget_reset_at")
+
+KEY_SETTINGS_SPEC = dict(
+    models=dict(type="list", elements="str"),
+    rpm_limit=dict(type="int"),
+    tpm_limit=dict(type="int"),
+    max_parallel_requests=dict(type="int"),
+    max_budget=dict(type="float"),
+    soft_budget=dict(type="float"),
+    budget_duration=dict(type="str"),
+    duration=dict(type="str"),
+    metadata=dict(type="dict"),
+    user_id=dict(type="str"),
+    team_id=dict(type="str"),
+    blocked=dict(type="bool"),
+)
+
+MAX_CONCURRENCY = 64
+UTC = timezone.utc  # noqa: UP017 - datetime.UTC needs Python 3.11; managed hosts may run older ones
+DELETE_BATCH = 100
+
+
+def argument_spec():
+    entry = dict(
+        key_alias=dict(type="str", required=True),
+        key=dict(type="str", no_log=True),
+        state=dict(type="str", choices=["present", "absent"]),
+        **KEY_SETTINGS_SPEC,
+    )
+    return dict(
+        api_url=dict(type="str", default=DEFAULT_API_URL),
+        master_key=dict(type="str", required=True, no_log=True),
+        timeout=dict(type="int", default=30),
+        validate_certs=dict(type="bool", default=True),
+        retries=dict(type="int", default=3),
+        key_alias=dict(type="str"),
+        key=dict(type="str", no_log=True),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        alias_conflict=dict(type="str", choices=["fail", "replace"], default="fail"),
+        keys=dict(type="list", elements="dict", options=entry),
+        concurrency=dict(type="int", default=8),
+        exclusive=dict(type="bool", default=False),
+        **KEY_SETTINGS_SPEC,
+    )
+
+
+# --- input ----------------------------------------------------------------------------------------------
+
+
+def entries_from(params):
+    """The keys to reconcile, each {key_alias, key, state, <settings given>}; top-level settings are
+    defaults for the entries of `keys`."""
+    defaults = {field: params[field] for field in SETTINGS if params.get(field) is not None}
+    if params.get("keys") is None:
+        return [dict(key_alias=params["key_alias"], key=params.get("key"), state=params["state"], **defaults)]
+    entries = []
+    for item in params["keys"]:
+        entry = dict(defaults)
+        entry.update({field: item[field] for field in SETTINGS if item.get(field) is not None})
+        entry.update(key_alias=item["key_alias"], key=item.get("key"), state=item.get("state") or params["state"])
+        entries.append(entry)
+    return entries
+
+
+def entry_errors(entry):
+    """Everything wrong with one entry, before any request. Messages never quote a raw key."""
+    errors = []
+    alias_problem = key_alias_error(entry.get("key_alias"))
+    if alias_problem:
+        errors.append(alias_problem)
+    if entry.get("key") is not None:
+        key_problem = custom_key_error(entry["key"])
+        if key_problem:
+            errors.append(key_problem)
+    for field in NON_NEGATIVE_INTS:
+        if entry.get(field) is not None and entry[field] < 0:
+            errors.append(f"{field} must be 0 or more, not {entry[field]}")
+    for field in NON_NEGATIVE_FLOATS:
+        value = entry.get(field)
+        if value is not None and (not math.isfinite(value) or value < 0):
+            errors.append(f"{field} must be a finite number of 0 or more, not {value}")
+    for field in ("budget_duration", "duration"):
+        if entry.get(field) is not None:
+            problem = duration_error(entry[field], field)
+            if problem:
+                errors.append(problem)
+    for model in entry.get("models") or []:
+        if not isinstance(model, str) or not model.strip():
+            errors.append("models must be non-empty names")
+            break
+    metadata = entry.get("metadata")
+    if metadata is not None:
+        if metadata.get(MANAGED_MARKER, True) is not True:
+            errors.append(f"metadata.{MANAGED_MARKER} is reserved: the module always sets it to true")
+        try:
+            json.dumps(metadata)
+        except (TypeError, ValueError) as exc:
+            errors.append(f"metadata is not JSON: {exc}")
+    return errors
+
+
+def input_errors(params, entries):
+    errors = []
+    if params["timeout"] <= 0:
+        errors.append("timeout must be more than 0 seconds")
+    if params["retries"] < 0:
+        errors.append("retries must be 0 or more")
+    if not 1 <= params["concurrency"] <= MAX_CONCURRENCY:
+        errors.append(f"concurrency must be between 1 and {MAX_CONCURRENCY}")
+    if params["exclusive"] and params.get("keys") is None:
+        errors.append("exclusive needs keys: it removes managed keys that keys does not list")
+    bulk = params.get("keys") is not None
+    for index, entry in enumerate(entries):
+        where = f"keys[{index}] (key_alias {entry.get('key_alias')!r}): " if bulk else ""
+        errors.extend(where + problem for problem in entry_errors(entry))
+    aliases = {}
+    tokens = {}
+    for entry in entries:
+        aliases.setdefault(entry["key_alias"], 0)
+        aliases[entry["key_alias"]] += 1
+        if entry.get("key"):
+            tokens.setdefault(hash_key(entry["key"]), []).append(entry["key_alias"])
+    duplicates = sorted(alias for alias, count in aliases.items() if count > 1)
+    if duplicates:
+        errors.append("duplicate key_alias in keys: " + ", ".join(duplicates))
+    for owners in tokens.values():
+        if len(owners) > 1:
+            errors.append("the same raw key is given for several aliases: " + ", ".join(sorted(owners)))
+    return errors
+
+
+# --- comparing ------------------------------------------------------------------------------------------
+
+
+def key_view(row):
+    """What the module reports of a stored key (or of LiteLLM's answer to /key/generate)."""
+    view = {field: row.get(field) for field in VIEW_FIELDS}
+    if view["soft_budget"] is None and isinstance(row.get("litellm_budget_table"), dict):
+        view["soft_budget"] = row["litellm_budget_table"].get("soft_budget")
+    if view["models"] is None:
+        view["models"] = []
+    if not isinstance(view["metadata"], dict):
+        view["metadata"] = {}
+    return view
+
+
+def diff_view(view):
+    return {field: value for field, value in (view or {}).items() if field not in DIFF_IGNORED}
+
+
+def whole_metadata(wanted, stored):
+    """The metadata to store: what was asked for (or, if nothing was, what is stored), the fields LiteLLM
+    keeps in metadata carried over, and the marker."""
+    stored = stored if isinstance(stored, dict) else {}
+    if wanted is None:
+        metadata = dict(stored)
+    else:
+        metadata = {field: value for field, value in stored.items() if field in SERVER_METADATA_FIELDS}
+        metadata.update(wanted)
+    metadata[MANAGED_MARKER] = True
+    return metadata
+
+
+def same(field, wanted, stored):
+    if field == "models":
+        return sorted(wanted) == sorted(stored or [])
+    if field == "blocked":
+        return bool(stored) == wanted
+    if field in NON_NEGATIVE_FLOATS:
+        return stored is not None and float(stored) == float(wanted)
+    return stored == wanted
+
+
+def changes_for(entry, view):
+    """The fields to send to /key/update: only those that differ; never `duration`; `metadata` whole."""
+    changes = {}
+    for field in UPDATABLE:
+        if field == "metadata":
+            metadata = whole_metadata(entry.get("metadata"), view.get("metadata"))
+            if metadata != view.get("metadata"):
+                changes["metadata"] = metadata
+        elif entry.get(field) is not None and not same(field, entry[field], view.get(field)):
+            changes[field] = entry[field]
+    if view.get("key_alias") != entry["key_alias"]:
+        changes["key_alias"] = entry["key_alias"]
+    return changes
+
+
+def generate_body(entry):
+    body = {"key_alias": entry["key_alias"]}
+    if entry.get("key"):
+        body["key"] = entry["key"]
+    for field in SETTINGS:
+        if field != "metadata" and entry.get(field) is not None:
+            body[field] = entry[field]
+    body["metadata"] = whole_metadata(entry.get("metadata") or {}, {})
+    return body
+
+
+def raw_key_in(answer):
+    """The raw key in LiteLLM's answer to /key/generate (`key`), if it holds one."""
+    value = answer.get("key") if isinstance(answer, dict) else None
+    return value if isinstance(value, str) and value.startswith("sk-") else None
+
+
+def created_view(entry, answer=None):
+    """The key as created (from LiteLLM's answer) or as it would be (check mode)."""
+    answer = dict(answer or {})
+    raw_key = entry.get("key") or raw_key_in(answer)
+    source = {field: value for field, value in generate_body(entry).items() if field != "key"}
+    source.update({field: value for field, value in answer.items() if field in VIEW_FIELDS and value is not None})
+    view = key_view(source)
+    if raw_key:
+        view["token"] = hash_key(raw_key)
+    else:
+        hashes = [answer.get(field) for field in ("token_id", "token") if is_hash(answer.get(field))]
+        view["token"] = hashes[0] if hashes else None
+    view["key_name"] = answer.get("key_name") or ("sk-..." + raw_key[-4:] if raw_key else None)
+    if entry.get("duration") is not None:
+        view["duration"] = entry["duration"]
+    return view
+
+
+def expired(view):
+    expires = view.get("expires")
+    if not expires:
+        return False
+    try:
+        moment = datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment <= datetime.now(UTC)
+
+
+# --- planning and applying ------------------------------------------------------------------------------
+
+
+class Conflict(Exception):
+    pass
+
+
+def lookup(client, entry):
+    """Read one key as the contract says: by the hash of a supplied key, else (or when the alias differs)
+    by alias. Returns (found_by_hash, keys_holding_the_alias)."""
+    token = hash_key(entry["key"]) if entry.get("key") else None
+    by_hash = client.key_info(token) if token else None
+    if by_hash is not None and by_hash.get("key_alias") == entry["key_alias"]:
+        return by_hash, [by_hash]
+    return by_hash, client.find_by_alias(entry["key_alias"])
+
+
+class Reconciler:
+    def __init__(self, module, client):
+        self.module = module
+        self.client = client
+        self.check_mode = module.check_mode
+        self.alias_conflict = module.params["alias_conflict"]
+        self.warnings = []
+
+    def reconcile(self, entry, by_hash, alias_rows, verify_before_create=False):
+        """Bring one key to its desired state; a result dict. Raises LiteLLMError or Conflict."""
+        alias = entry["key_alias"]
+        token = hash_key(entry["key"]) if entry.get("key") else None
+        result = dict(key_alias=alias, token=token, changed=False, changed_fields=[])
+
+        if entry["state"] == "absent":
+            doomed = {}
+            for row in ([by_hash] if by_hash else []) + list(alias_rows):
+                doomed[row["token"]] = row
+            if not doomed:
+                return dict(result, action="unchanged", before={}, after={})
+            if not self.check_mode:
+                self.client.delete_keys(tokens=sorted(doomed))
+            before = key_view(by_hash or next(iter(doomed.values())))
+            return dict(
+                result,
+                token=before["token"],
+                action="deleted",
+                changed=True,
+                changed_fields=[],
+                before=before,
+                after={},
+            )
+
+        if verify_before_create and token and by_hash is None:
+            # The bulk form read every key from one listing. The contract says to look a custom key up by
+            # its hash before generating it anyway: a duplicate custom key is answered 200 and not stored.
+            by_hash = self.client.key_info(token)
+            if by_hash is not None:
+                alias_rows = [by_hash] if by_hash.get("key_alias") == alias else self.client.find_by_alias(alias)
+
+        if token is None and len(alias_rows) > 1:
+            raise Conflict(
+                f"{len(alias_rows)} keys carry key_alias {alias!r}; LiteLLM requires aliases to be unique. "
+                "Remove the extra keys, or give the raw key of the one to keep"
+            )
+        current = by_hash if token else (alias_rows[0] if alias_rows else None)
+        holder = [row for row in alias_rows if current is None or row["token"] != current["token"]]
+        if token is None:
+            holder = []
+        if holder:
+            if self.alias_conflict != "replace":
+                raise Conflict(
+                    f"alias conflict: key_alias {alias!r} belongs to another key (token {holder[0]['token'][:12]}...) "
+                    "while the supplied key is not stored under it. Set alias_conflict=replace to delete that key "
+                    "and store the supplied one, or delete it first (state=absent without key)"
+                )
+            if not self.check_mode:
+                self.client.delete_keys(tokens=sorted(row["token"] for row in holder))
+            self.warnings.append(f"key_alias {alias!r}: replaced the key that held the alias (alias_conflict=replace)")
+
+        if current is None:
+            return self._create(entry, result)
+
+        view = key_view(current)
+        view["token"] = current["token"]
+        if entry.get("duration") is not None and not view.get("expires"):
+            self.warnings.append(
+                f"key_alias {alias!r}: duration applies only when a key is created, and this key never expires. "
+                "Delete it (state=absent) and run again to apply the duration"
+            )
+        if expired(view):
+            self.warnings.append(f"key_alias {alias!r}: the key expired at {view['expires']}")
+        changes = changes_for(entry, view)
+        after = dict(view)
+        after.update(changes)
+        result.update(token=view["token"], before=view, after=after, changed_fields=sorted(changes))
+        if not changes and not holder:
+            return dict(result, action="unchanged")
+        if changes and not self.check_mode:
+            self.client.update_key(view["token"], changes)
+        return dict(result, action="updated", changed=True)
+
+    def _create(self, entry, result):
+        alias = entry["key_alias"]
+        token = result["token"]
+        body = generate_body(entry)
+        changed_fields = sorted(field for field in body if field != "key")
+        if self.check_mode:
+            view = created_view(entry)
+            return dict(result, action="created", changed=True, changed_fields=changed_fields, before={}, after=view)
+        try:
+            answer = self.client.generate_key(body)
+        except LiteLLMError as exc:
+            # A retried generate whose first attempt did reach the proxy fails as a duplicate: it is there.
+            stored = self.client.key_info(token) if token and exc.attempts > 1 and exc.status else None
+            if stored is None or stored.get("key_alias") != alias:
+                raise
+            answer = dict(stored, key_name=stored.get("key_name"))
+        view = created_view(entry, answer)
+        created = dict(result, token=view["token"], action="created", changed=True, changed_fields=changed_fields)
+        if not entry.get("key") and raw_key_in(answer):
+            created["key"] = answer["key"]
+        return dict(created, before={}, after=view)
+
+
+def public(result):
+    """A per-key result of the bulk form, without the before/after views (those go to the diff)."""
+    return {field: value for field, value in result.items() if field not in ("before", "after")}
+
+
+# --- the two forms --------------------------------------------------------------------------------------
+
+
+def run_single(module, client, entry):
+    reconciler = Reconciler(module, client)
+    try:
+        result = reconciler.reconcile(entry, *lookup(client, entry))
+    except LiteLLMError as exc:
+        request = f"{exc.method} {exc.path}"
+        module.fail_json(msg=str(exc), status=exc.status, request=request, key_alias=entry["key_alias"])
+    except Conflict as exc:
+        module.fail_json(msg=str(exc), key_alias=entry["key_alias"])
+    for warning in reconciler.warnings:
+        module.warn(warning)
+    output = dict(
+        changed=result["changed"],
+        action=result["action"],
+        key_alias=result["key_alias"],
+        token=result["token"],
+        changed_fields=result["changed_fields"],
+        key_info=result.get("after") or {},
+    )
+    if "key" in result:
+        output["key"] = result["key"]
+    if module._diff:
+        output["diff"] = {"before": diff_view(result.get("before")), "after": diff_view(result.get("after"))}
+    module.exit_json(**output)
+
+
+def run_bulk(module, client, entries):
+    params = module.params
+    reconciler = Reconciler(module, client)
+    try:
+        stored = client.list_all_keys()
+    except LiteLLMError as exc:
+        module.fail_json(msg=str(exc), status=exc.status, request=f"{exc.method} {exc.path}")
+    by_token = {row["token"]: row for row in stored}
+    by_alias = {}
+    for row in stored:
+        by_alias.setdefault(row.get("key_alias"), []).append(row)
+
+    def one(entry):
+        token = hash_key(entry["key"]) if entry.get("key") else None
+        try:
+            return reconciler.reconcile(
+                entry, by_token.get(token) if token else None, by_alias.get(entry["key_alias"], []), True
+            )
+        except (LiteLLMError, Conflict) as exc:
+            return dict(key_alias=entry["key_alias"], token=token, action="failed", changed=False, msg=str(exc))
+        except Exception as exc:  # one broken entry must not hide the results of the others
+            message = client.redact(f"{type(exc).__name__}: {exc}")
+            return dict(key_alias=entry["key_alias"], token=token, action="failed", changed=False, msg=message)
+
+    listed_aliases = {entry["key_alias"] for entry in entries}
+    listed_tokens = {hash_key(entry["key"]) for entry in entries if entry.get("key")}
+    extras = []
+    if params["exclusive"]:
+        extras = [
+            row
+            for row in stored
+            if is_managed(row) and row.get("key_alias") not in listed_aliases and row["token"] not in listed_tokens
+        ]
+
+    def remove(batch):
+        try:
+            if not module.check_mode:
+                client.delete_keys(tokens=[row["token"] for row in batch])
+            outcome = dict(action="deleted", changed=True)
+        except LiteLLMError as exc:
+            outcome = dict(action="failed", changed=False, msg=str(exc))
+        return [
+            dict(
+                outcome,
+                key_alias=row.get("key_alias"),
+                token=row["token"],
+                changed_fields=[],
+                exclusive=True,
+                before=key_view(row),
+                after={},
+            )
+            for row in batch
+        ]
+
+    batches = [extras[start : start + DELETE_BATCH] for start in range(0, len(extras), DELETE_BATCH)]
+    workers = max(1, min(params["concurrency"], len(entries) + len(batches)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        entry_results = list(pool.map(one, entries))
+        removed = [result for batch in pool.map(remove, batches) for result in batch]
+
+    results = entry_results + removed
+    counts = {action: sum(1 for result in results if result["action"] == action) for action in ACTIONS}
+    for warning in reconciler.warnings[:20]:
+        module.warn(warning)
+    if len(reconciler.warnings) > 20:
+        module.warn(f"... and {len(reconciler.warnings) - 20} more warnings like these")
+    output = dict(
+        changed=any(result.get("changed") for result in results),
+        results=[public(result) for result in results],
+        created=counts["created"],
+        updated=counts["updated"],
+        deleted=counts["deleted"],
+        unchanged=counts["unchanged"],
+        failed_keys=counts["failed"],
+    )
+    if module._diff:
+        changed = [result for result in results if result.get("changed")]
+        output["diff"] = {
+            "before": {result["key_alias"] or result["token"]: diff_view(result.get("before")) for result in changed},
+            "after": {result["key_alias"] or result["token"]: diff_view(result.get("after")) for result in changed},
+        }
+    if counts["failed"]:
+        failures = [f"{result['key_alias']}: {result['msg']}" for result in results if result["action"] == "failed"]
+        shown = "; ".join(failures[:10]) + (f"; and {len(failures) - 10} more" if len(failures) > 10 else "")
+        module.fail_json(msg=f"{len(failures)} of {len(results)} keys failed: {shown}", **output)
+    module.exit_json(**output)
+
+
+ACTIONS = ("created", "updated", "deleted", "unchanged", "failed")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[("key_alias", "keys"), ("key", "keys")],
+        required_one_of=[("key_alias", "keys")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    entries = entries_from(params)
+    errors = input_errors(params, entries)
+    if errors:
+        module.fail_json(msg="invalid input: " + "; ".join(errors), errors=errors)
+    client = LiteLLMClient(
+        api_url=params["api_url"],
+        master_key=params["master_key"],
+        timeout=params["timeout"],
+        validate_certs=params["validate_certs"],
+        retries=params["retries"],
+    )
+    for entry in entries:
+        client.add_secret(entry.get("key"))
+    if params.get("keys") is None:
+        run_single(module, client, entries[0])
+    else:
+        run_bulk(module, client, entries)
+
+
+if __name__ == "__main__":
+    main()
