@@ -1,5 +1,6 @@
-"""Fixtures for the LiteLLM contract test: the real proxy 1.109.1 without a database, and litellm-sim
-with PostgreSQL, both in front of one vllm-sim. Loaded by test_litellm_real.py as a plugin.
+"""Fixtures for the LiteLLM contract tests: the real proxy 1.109.1 without a database, and litellm-sim
+with PostgreSQL, both in front of one vllm-sim. Loaded by test_litellm_real.py and
+test_litellm_keys_real.py as a plugin.
 
 litellm-sim is run with the harness of its unit tests (tests/unit/test_litellm_sim.py), so that
 both test suites drive it the same way.
@@ -88,15 +89,36 @@ def litellm_real(litellm_python, litellm_backend, tmp_path_factory) -> Iterator[
 
 
 @pytest.fixture(scope="session")
-def litellm_sim_url(litellm_backend, tmp_path_factory) -> Iterator[str]:
-    """litellm-sim with its database; yields its URL."""
+def litellm_sim_server(litellm_backend, tmp_path_factory) -> Iterator[sim_harness.Sim]:
+    """litellm-sim with its database (one for the session: tests use their own key aliases)."""
     workdir = tmp_path_factory.mktemp("litellm-sim")
     with (
         sim_harness.postgres_server() as server,
         sim_harness.database(server) as url,
         sim_harness.litellm_sim(workdir, litellm_backend, url) as running,
     ):
-        yield running.url
+        yield running
+
+
+@pytest.fixture(scope="session")
+def litellm_sim_url(litellm_sim_server) -> str:
+    """litellm-sim's URL."""
+    return litellm_sim_server.url
+
+
+@pytest.fixture
+def ask(litellm_real, litellm_sim_url):
+    """Send one request to both proxies (with the master key unless told); returns {"real": ..., "sim": ...}."""
+
+    def send(method: str, path: str, key: str | None = None, headers: dict | None = None, **kwargs):
+        if headers is None:
+            headers = sim_harness.auth(key or sim_harness.MASTER_KEY)
+        return {
+            name: sim_harness.http().request(method, url + path, headers=headers, timeout=120, **kwargs)
+            for name, url in (("real", litellm_real), ("sim", litellm_sim_url))
+        }
+
+    return send
 
 
 @dataclass(frozen=True)

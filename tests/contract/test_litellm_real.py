@@ -15,21 +15,6 @@ import requests
 pytest_plugins = ["conftest_litellm"]
 
 
-@pytest.fixture
-def ask(litellm_real, litellm_sim_url, litellm_harness):
-    """Send one request to both proxies (with the master key unless told); returns {"real": ..., "sim": ...}."""
-
-    def send(method: str, path: str, key: str | None = None, headers: dict | None = None, **kwargs):
-        if headers is None:
-            headers = litellm_harness.auth(key or litellm_harness.MASTER_KEY)
-        return {
-            name: litellm_harness.http().request(method, url + path, headers=headers, timeout=120, **kwargs)
-            for name, url in (("real", litellm_real), ("sim", litellm_sim_url))
-        }
-
-    return send
-
-
 def statuses(responses: dict[str, requests.Response]) -> dict[str, int]:
     return {name: response.status_code for name, response in responses.items()}
 
