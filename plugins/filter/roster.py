@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.thorfleet.llm.plugins.module_utils.litellm import duration_error
 
 ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
-# LiteLLM's durations: a number and a unit (seconds, minutes, hours, days, weeks, months).
-DURATION = re.compile(r"^[0-9]+(s|m|h|d|w|mo)$")
 INTEGER_LIMITS = ("rpm_limit", "tpm_limit", "max_parallel_requests")
 MONEY_LIMITS = ("max_budget", "soft_budget")
 OVERRIDES = (*INTEGER_LIMITS, *MONEY_LIMITS, "budget_duration", "duration", "models")
@@ -69,10 +68,9 @@ def roster_keys(rows, units, defaults=None):
             else:
                 settings[name] = str(value)
         for name in ("budget_duration", "duration"):
-            if settings.get(name) is not None and not DURATION.match(str(settings[name])):
-                raise AnsibleFilterError(
-                    f"{where} ({alias}) {name}: {settings[name]!r} is not a duration like 1h, 24h, 7d or 30d"
-                )
+            problem = duration_error(settings[name], name) if settings.get(name) is not None else None
+            if problem:
+                raise AnsibleFilterError(f"{where} ({alias}) {problem}")
         out.append(
             {
                 "alias": alias,

@@ -40,6 +40,18 @@ MANAGED_MARKER = "thorfleet_managed"
 # GET /key/list accepts size 1..100.
 MAX_PAGE_SIZE = 100
 
+# Upper bound of the thread pools the modules send requests from.
+MAX_CONCURRENCY = 64
+
+# The connection options of every module that talks to the proxy (documented in doc_fragments/litellm.py).
+CONNECTION_SPEC = dict(
+    api_url=dict(type="str", default=DEFAULT_API_URL),
+    master_key=dict(type="str", required=True, no_log=True),
+    timeout=dict(type="int", default=30),
+    validate_certs=dict(type="bool", default=True),
+    retries=dict(type="int", default=3),
+)
+
 # Raw keys are `sk-` + URL-safe base64 (generated) or `sk-` + [A-Za-z0-9_-] (custom): redact anything shaped so.
 _RAW_KEY_RE = re.compile(r"sk-[A-Za-z0-9_-]{4,}")
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -380,6 +392,14 @@ class LiteLLMClient:
                 return rows, totals
             page += 1
 
+    def spend_logs(self, token: str) -> list[dict]:
+        """The spend log rows of the key stored under `token` (GET /spend/logs?api_key=<hash>), newest first."""
+        _require_hash(token)
+        answer = self.request("GET", "/spend/logs", {"api_key": token})
+        if not isinstance(answer, list):
+            raise LiteLLMError("GET", "/spend/logs", 200, "the answer is not a list of spend log rows")
+        return [row for row in answer if isinstance(row, dict)]
+
     def generate_key(self, body: dict) -> dict:
         """POST /key/generate. A caller-chosen raw key in `body["key"]` is the only raw key ever sent.
 
@@ -419,6 +439,11 @@ class LiteLLMClient:
             raise
         deleted = answer.get("deleted_keys") if isinstance(answer, dict) else None
         return deleted if isinstance(deleted, list) else []
+
+
+def client_from_params(params: dict) -> LiteLLMClient:
+    """The client a module's CONNECTION_SPEC options describe."""
+    return LiteLLMClient(**{name: params[name] for name in CONNECTION_SPEC})
 
 
 def is_managed(key: dict, marker: str = MANAGED_MARKER) -> bool:

@@ -11,6 +11,8 @@ module: litellm_key
 short_description: Manage LiteLLM virtual keys, one at a time or a whole roster at once
 version_added: 0.1.0
 author: thorfleet.llm developers
+extends_documentation_fragment:
+  - thorfleet.llm.litellm
 description:
   - Creates, updates and deletes virtual API keys on a LiteLLM proxy through its admin API
     (C(/key/generate), C(/key/update), C(/key/delete), C(/key/info), C(/key/list)), authenticated with the
@@ -40,34 +42,6 @@ attributes:
     description:
       - Returns the key before and after as RV(diff), without raw keys.
 options:
-  api_url:
-    description:
-      - Base URL of the LiteLLM proxy.
-    type: str
-    default: http://127.0.0.1:12434
-  master_key:
-    description:
-      - The proxy's master key (C(general_settings.master_key)), sent as a Bearer token.
-    type: str
-    required: true
-  timeout:
-    description:
-      - Seconds to wait for each HTTP answer.
-    type: int
-    default: 30
-  validate_certs:
-    description:
-      - Verify the proxy's TLS certificate when O(api_url) is C(https).
-    type: bool
-    default: true
-  retries:
-    description:
-      - How many times a request is retried, with exponential backoff (1s, 2s, 4s and so on, at most 30s),
-        after a connection error or an HTTP 503 answer. No other answer is retried.
-      - A C(POST /key/generate) without a supplied O(key) is not retried once it may have reached the proxy,
-        for example after a timeout, because it could otherwise create a second key.
-    type: int
-    default: 3
   key_alias:
     description:
       - The name that identifies the key (for example the attendee's user name). It must be unique on the
@@ -254,6 +228,8 @@ notes:
     The module therefore always looks a supplied key up by its hash before it creates it.
   - All keys on the proxy need a database. Without one, every C(/key/*) request fails with HTTP 500.
   - Run the task with C(no_log=true) when LiteLLM generates the keys, because RV(key) holds the new raw key.
+  - A C(POST /key/generate) without a supplied O(key) is not retried once it may have reached the proxy, for
+    example after a timeout, because it could otherwise create a second key.
 seealso:
   - name: LiteLLM virtual keys
     description: LiteLLM's documentation of key management.
@@ -503,10 +479,11 @@ from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.thorfleet.llm.plugins.module_utils.litellm import (
-    DEFAULT_API_URL,
+    CONNECTION_SPEC,
     MANAGED_MARKER,
-    LiteLLMClient,
+    MAX_CONCURRENCY,
     LiteLLMError,
+    client_from_params,
     custom_key_error,
     duration_error,
     hash_key,
@@ -602,7 +579,6 @@ KEY_SETTINGS_SPEC = dict(
     blocked=dict(type="bool"),
 )
 
-MAX_CONCURRENCY = 64
 UTC = timezone.utc  # noqa: UP017 - datetime.UTC needs Python 3.11; managed hosts may run older ones
 DELETE_BATCH = 100
 
@@ -615,11 +591,7 @@ def argument_spec():
         **KEY_SETTINGS_SPEC,
     )
     return dict(
-        api_url=dict(type="str", default=DEFAULT_API_URL),
-        master_key=dict(type="str", required=True, no_log=True),
-        timeout=dict(type="int", default=30),
-        validate_certs=dict(type="bool", default=True),
-        retries=dict(type="int", default=3),
+        **CONNECTION_SPEC,
         key_alias=dict(type="str"),
         key=dict(type="str", no_log=True),
         state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -1080,13 +1052,7 @@ def main():
     errors = input_errors(params, entries)
     if errors:
         module.fail_json(msg="invalid input: " + "; ".join(errors), errors=errors)
-    client = LiteLLMClient(
-        api_url=params["api_url"],
-        master_key=params["master_key"],
-        timeout=params["timeout"],
-        validate_certs=params["validate_certs"],
-        retries=params["retries"],
-    )
+    client = client_from_params(params)
     for entry in entries:
         client.add_secret(entry.get("key"))
     if params.get("keys") is None:

@@ -1,21 +1,8 @@
 """The collection's filter plugins, as Ansible calls them."""
 
-import importlib.util
-
 import pytest
 from ansible.errors import AnsibleFilterError
-from conftest import REPO
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "plugins" / "filter" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-vllm = load("vllm")
-litellm = load("litellm")
+from ansible_collections.thorfleet.llm.plugins.filter import litellm, table, vllm
 
 
 def test_vllm_flags_render_in_order_with_every_kind_of_value():
@@ -106,3 +93,35 @@ def test_model_list_is_litellm_shaped():
 def test_model_list_refuses_incomplete_models(models, message):
     with pytest.raises(AnsibleFilterError, match=message):
         litellm.litellm_model_list(models)
+
+
+ROWS = [{"unit": "thor-01", "key_alias": "a|b", "spend": 0.125, "ok": True}, {"unit": "thor-02", "key_alias": "c,d"}]
+
+
+def test_table_as_csv_quotes_cells():
+    assert table.to_table(ROWS, ["unit", {"key_alias": "alias"}, "spend", "ok"], "csv") == (
+        'unit,alias,spend,ok\nthor-01,a|b,0.125,yes\nthor-02,"c,d",,\n'
+    )
+
+
+def test_table_as_markdown_escapes_pipes():
+    assert table.to_table(ROWS, ["unit", "key_alias"], "markdown") == (
+        "| unit | key_alias |\n| --- | --- |\n| thor-01 | a\\|b |\n| thor-02 | c,d |\n"
+    )
+
+
+def test_table_as_text_aligns_columns():
+    assert table.to_table(ROWS, ["unit", "spend"]) == "unit     spend\n-------  -----\nthor-01  0.125\nthor-02\n"
+
+
+@pytest.mark.parametrize(
+    ("rows", "columns", "style", "message"),
+    [
+        (ROWS, ["unit"], "html", "style must be one of csv, markdown, text"),
+        ("text", ["unit"], "csv", "must be a list of dicts"),
+        (ROWS, [{"a": "A", "b": "B"}], "csv", "a column is a name or"),
+    ],
+)
+def test_table_refuses_bad_input(rows, columns, style, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        table.to_table(rows, columns, style)

@@ -1,14 +1,8 @@
 """The keys roster filter: every malformed row is refused by number, before any key is touched."""
 
-import importlib.util
-
 import pytest
 from ansible.errors import AnsibleFilterError
-from conftest import REPO
-
-spec = importlib.util.spec_from_file_location("roster", REPO / "plugins" / "filter" / "roster.py")
-roster = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(roster)
+from ansible_collections.thorfleet.llm.plugins.filter import roster
 
 UNITS = ["thor-01", "thor-02"]
 DEFAULTS = {"rpm_limit": 10, "tpm_limit": 50000, "max_budget": 5.0, "budget_duration": "30d", "models": ["M"]}
@@ -45,8 +39,8 @@ def test_rows_get_defaults_then_their_own_overrides():
         ([{"alias": "a", "unit": "thor-01", "tpm_limit": "lots"}], "(a) tpm_limit: 'lots' is not a whole number"),
         ([{"alias": "a", "unit": "thor-01", "max_budget": "-5"}], "(a) max_budget: '-5' must be 0 or more"),
         (
-            [{"alias": "a", "unit": "thor-01", "budget_duration": "monthly"}],
-            "budget_duration: 'monthly' is not a duration",
+            [{"alias": "a", "unit": "thor-01", "budget_duration": "30 days"}],
+            "(a) budget_duration '30 days' is not a duration LiteLLM accepts",
         ),
         ([{"alias": "a", "unit": "thor-01", "rpm": "5"}], "roster row 1: unknown column(s) rpm"),
         (["alice,thor-01"], "roster row 1: expected columns"),

@@ -99,6 +99,7 @@ class FakeLiteLLM:
     budget_window_restarts: dict = field(default_factory=dict)  # token -> times budget_reset_at was recomputed
     expiry_moves: dict = field(default_factory=dict)  # token -> times expires was recomputed
     raw_keys: set = field(default_factory=set)  # every raw key the fake has seen or generated
+    spend_logs: dict = field(default_factory=dict)  # token -> spend log rows, newest first
     disable_custom_api_keys: bool = False
 
     def __post_init__(self) -> None:
@@ -118,6 +119,12 @@ class FakeLiteLLM:
         self.raw_keys.add(raw_key)
         self._store(raw_key, fields)
         return raw_key
+
+    def log_request(self, raw_key: str, **row) -> None:
+        """A request made with `raw_key`: a spend log row, and the key's running spend."""
+        token = sha256(raw_key)
+        self.spend_logs.setdefault(token, []).insert(0, {"api_key": token, **row})
+        self.keys[token]["spend"] = self.keys[token].get("spend", 0.0) + row.get("spend", 0.0)
 
     def row(self, alias: str) -> dict:
         rows = [row for row in self.keys.values() if row.get("key_alias") == alias]
@@ -195,6 +202,7 @@ class FakeLiteLLM:
             ("POST", "/key/generate"): self._generate,
             ("POST", "/key/update"): self._update,
             ("POST", "/key/delete"): self._delete,
+            ("GET", "/spend/logs"): self._spend_logs,
         }
         handler = routes.get((request.method, request.path))
         if handler is None:
@@ -239,6 +247,12 @@ class FakeLiteLLM:
             "current_page": page,
             "total_pages": -(-len(rows) // size),
         }
+
+    def _spend_logs(self, request: Request) -> list:
+        key = request.query.get("api_key")
+        if key is None:
+            return [row for rows in self.spend_logs.values() for row in rows]
+        return self.spend_logs.get(sha256(key) if key.startswith("sk-") else key, [])
 
     @staticmethod
     def _public(row: dict) -> dict:

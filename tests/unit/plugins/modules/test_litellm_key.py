@@ -11,6 +11,7 @@ import pytest
 import yaml
 from ansible_collections.thorfleet.llm.plugins.modules import litellm_key
 
+from ..docs import assert_documented
 from ..litellm_fake import API_URL, MASTER_KEY, refused, sha256, timed_out
 
 ALICE = "sk-alice-0123456789abcdefXYZ"
@@ -753,22 +754,8 @@ def test_bulk_key_and_keys_are_exclusive(run_module, fake):
 
 
 def test_documentation_matches_the_argument_spec():
-    documented = yaml.safe_load(litellm_key.DOCUMENTATION)["options"]
     spec = litellm_key.argument_spec()
-
-    def compare(doc_options, spec_options, where):
-        assert set(doc_options) == set(spec_options), where
-        for name, option in spec_options.items():
-            doc = doc_options[name]
-            assert doc["type"] == option.get("type", "str"), f"{where}{name}"
-            assert doc.get("default") == option.get("default"), f"{where}{name}"
-            assert doc.get("choices") == option.get("choices"), f"{where}{name}"
-            assert doc.get("elements") == option.get("elements"), f"{where}{name}"
-            assert bool(doc.get("required")) == bool(option.get("required")), f"{where}{name}"
-            if "options" in option:
-                compare(doc["suboptions"], option["options"], f"{where}{name}.")
-
-    compare(documented, spec, "")
+    assert_documented(litellm_key.DOCUMENTATION, spec)
     assert spec["master_key"]["no_log"] and spec["key"]["no_log"] and spec["keys"]["options"]["key"]["no_log"]
     yaml.safe_load(litellm_key.EXAMPLES)
     assert set(yaml.safe_load(litellm_key.RETURN)) >= {"key", "token", "key_alias", "changed_fields", "results"}
