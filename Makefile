@@ -14,13 +14,14 @@ DEMO_UNITS ?= 3
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup venv host images collection lint unit contract molecule test demo down clean
+.PHONY: help setup venv host images collection lint unit contract molecule test demo down clean bench-keys
 
 help:
 	@echo "make setup   venv, Docker engine, simulator images (idempotent)"
 	@echo "make demo    a $(DEMO_UNITS)-unit simulated fleet on this machine"
 	@echo "make test    lint, unit and contract tests, every molecule scenario"
 	@echo "make down    remove the demo fleet"
+	@echo "make bench-keys  1,000 keys: litellm_key in one task vs one uri task per key"
 
 setup: venv host images collection
 
@@ -76,6 +77,10 @@ demo: setup
 
 down: venv
 	$(FLEET) down
+
+# Benchmarks print what they compare side by side, with the ratio; they are not part of `make test`.
+bench-keys: setup
+	python bench/keys.py
 
 clean: down
 	rm -rf .collections .pytest_cache .ruff_cache sim/.cache

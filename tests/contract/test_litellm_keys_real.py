@@ -269,8 +269,9 @@ def test_the_key_modules_requests(ask, litellm_harness, litellm_sim_server):
     assert again["sim"].status_code == 404
 
 
-def test_spend_reports_need_the_database(ask):
-    logs = ask("GET", "/spend/logs")
+@pytest.mark.parametrize("params", [{}, {"api_key": "0" * 64}], ids=["all", "one key (litellm_spend_info)"])
+def test_spend_reports_need_the_database(ask, params):
+    logs = ask("GET", "/spend/logs", params=params)
     assert (logs["real"].status_code, logs["real"].json()) == (
         500,
         {
@@ -284,6 +285,9 @@ def test_spend_reports_need_the_database(ask):
         },
     )
     assert logs["sim"].status_code == 200 and isinstance(logs["sim"].json(), list)
+
+
+def test_spend_by_key_needs_the_database(ask):
     by_key = ask("GET", "/global/spend/keys")
     assert (by_key["real"].status_code, by_key["real"].json()) == (500, {"detail": {"error": "No db connected"}})
     assert by_key["sim"].status_code == 200 and isinstance(by_key["sim"].json(), list)

@@ -1,16 +1,20 @@
 """Verify the roster's keys on the simulated fleet (testinfra, through molecule's inventory)."""
 
 import csv
+import hashlib
 import json
 import os
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from scenario import PROJECT, playbook
 
-KEYS_DIR = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / "keys"
+INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+ARTIFACTS = INVENTORY.with_name("inventory.artifacts")  # beside the inventory, never in it
+KEYS_DIR = ARTIFACTS / "keys"
 ROSTER = PROJECT / "molecule" / "keys" / "roster.csv"
 MODEL = "Qwen3-VL-30B-A3B"
 ORGANISERS = json.dumps({"keys_organisers": [{"alias": "organiser"}]})
@@ -54,6 +58,17 @@ def test_handout_lists_every_key_privately(raw_keys):
     assert all(r["key"] == raw_keys[r["alias"]] and r["base_url"].endswith(":12434/v1") for r in rows)
 
 
+def test_the_inventory_holds_only_the_units():
+    """The keys and reports written beside the inventory are not read as inventory."""
+    listed = subprocess.run(
+        ["ansible-inventory", "-i", str(INVENTORY), "--list"], capture_output=True, text=True, check=True
+    )
+    groups = json.loads(listed.stdout)
+    hosts = {host for group in groups.values() if isinstance(group, dict) for host in group.get("hosts", [])}
+    assert hosts == {"thor-01", "thor-02"}
+    assert "WARNING" not in listed.stderr, listed.stderr
+
+
 def test_an_attendee_key_works_on_its_own_unit_only(host, raw_keys):
     assert chat(host, raw_keys["carol"]) == [(200, None)]
     assert chat(host, raw_keys["organiser"]) == [(200, None)]
@@ -66,6 +81,63 @@ def test_over_the_rpm_limit_is_429_with_retry_after(host, raw_keys):
     status, retry_after = results[2]
     assert status == 429
     assert retry_after is not None and int(retry_after) > 0
+
+
+def sql(host, query):
+    """One row of `query` from LiteLLM's database on the unit, as strings."""
+    command = f"docker exec ai-postgres psql -U litellm -d litellmdb -tAF, -c {shlex.quote(query)}"
+    return host.check_output(command).split(",")
+
+
+def test_spend_report_adds_up_what_the_database_holds(host, raw_keys):
+    assert chat(host, raw_keys["carol"], n=2) == [(200, None), (200, None)]
+    rc, output = playbook("spend_report")
+    assert rc == 0, output[-3000:]
+    assert "carol" in output and "Written: " in output
+    rows = {(row["unit"], row["alias"]): row for row in csv.DictReader((ARTIFACTS / "reports" / "spend.csv").open())}
+    assert set(rows) == {("thor-01", "alice"), ("thor-01", "carol"), ("thor-02", "bob")} | {
+        (unit, "organiser") for unit in ("thor-01", "thor-02")
+    }
+    token = hashlib.sha256(raw_keys["carol"].encode()).hexdigest()
+    requests, tokens = sql(
+        host, f"""SELECT count(*), sum(total_tokens) FROM "LiteLLM_SpendLogs" WHERE api_key = '{token}'"""
+    )
+    (spend,) = sql(host, f"""SELECT spend FROM "LiteLLM_VerificationToken" WHERE token = '{token}'""")
+    carol = rows[("thor-01", "carol")]
+    assert int(requests) >= 3 and int(tokens) > 0
+    assert (carol["requests"], carol["total_tokens"]) == (requests, tokens)
+    assert float(carol["spend_usd"]) == pytest.approx(float(spend), rel=1e-5) and float(spend) > 0
+    assert "| unit | alias |" in (ARTIFACTS / "reports" / "spend.md").read_text()
+    for secret in raw_keys.values():
+        assert secret not in output
+
+
+BAD_ROSTERS = {
+    "malformed row": ("alias,unit,email,team\n,thor-01,x@example.org,eng\n", "roster row 1: alias '' is missing"),
+    "duplicate alias": ("alias,unit\ndan,thor-01\ndan,thor-02\n", "roster row 2: alias 'dan' is already used by row 1"),
+    "negative limit": (
+        "alias,unit,rpm_limit\ndan,thor-01,-3\n",
+        "roster row 1 (dan) rpm_limit: '-3' must be 0 or more",
+    ),
+    "bad budget_duration": (
+        "alias,unit,budget_duration\ndan,thor-01,30 days\n",
+        "roster row 1 (dan) budget_duration '30 days' is not a duration LiteLLM accepts",
+    ),
+    "unknown unit": ("alias,unit\ndan,thor-09\n", "roster row 1 (dan): unit 'thor-09' is not in the inventory"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ROSTERS)
+def test_a_bad_roster_is_refused_before_any_change(tmp_path, case):
+    text, message = BAD_ROSTERS[case]
+    roster = tmp_path / "roster.csv"
+    roster.write_text(text)
+    store = (KEYS_DIR / "raw-keys.yml").read_bytes()
+    rc, output = playbook("keys", "-e", f"keys_roster={roster}")
+    assert rc != 0
+    assert message in output, output[-2000:]
+    assert "thor-01 " not in output.split("PLAY RECAP")[-1]  # the units were never reached
+    assert (KEYS_DIR / "raw-keys.yml").read_bytes() == store
 
 
 def test_keys_come_back_after_the_database_is_lost(host, raw_keys):
