@@ -14,7 +14,7 @@ DEMO_UNITS ?= 3
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup venv host images collection lint unit contract molecule test demo down clean bench-keys
+.PHONY: help setup venv host images collection lint unit contract molecule test demo down clean bench-keys bench-cache bench-converge
 
 help:
 	@echo "make setup   venv, Docker engine, simulator images (idempotent)"
@@ -22,6 +22,8 @@ help:
 	@echo "make test    lint, unit and contract tests, every molecule scenario"
 	@echo "make down    remove the demo fleet"
 	@echo "make bench-keys  1,000 keys: litellm_key in one task vs one uri task per key"
+	@echo "make bench-cache model cache to 8 units on shaped links: star vs tree vs one copy (T1)"
+	@echo "make bench-converge  no-op site.yml on 1, 2, 4, 8 units: times and ratio to one unit"
 
 setup: venv host images collection
 
@@ -65,7 +67,6 @@ test: setup lint unit contract molecule
 # The whole service on simulated units: units, weights, site.yml, then one request through thor-01.
 demo: setup
 	$(FLEET) up $(DEMO_UNITS)
-	ansible-playbook -i inventories/sim sim/playbooks/models.yml
 	ansible-playbook -i inventories/sim playbooks/site.yml
 	ansible-playbook -i inventories/sim sim/playbooks/demo_request.yml
 	@echo
@@ -81,6 +82,14 @@ down: venv
 # Benchmarks print what they compare side by side, with the ratio; they are not part of `make test`.
 bench-keys: setup
 	python bench/keys.py
+
+# Leaves its fleet up for a look; remove it with: sim/fleet down --fleet bench-cache
+bench-cache: setup
+	python bench/cache.py
+
+# Makes and removes its own fleets (bench-converge-N), one size at a time.
+bench-converge: setup
+	python bench/converge.py
 
 clean: down
 	rm -rf .collections .pytest_cache .ruff_cache sim/.cache

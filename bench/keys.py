@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -24,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests" / "unit"), str(REPO / "tests"), str(REPO / "sim")]
 
 # The harness litellm-sim's own tests (and the contract tests) run it with.
+import playbook  # noqa: E402
 import test_litellm_sim as harness  # noqa: E402
 
 KEYS = int(os.environ.get("BENCH_KEYS", "1000"))
@@ -74,20 +73,7 @@ def roster() -> list[dict]:
 
 
 def run_play(play: Path, extra: Path) -> float:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    start = time.monotonic()
-    done = subprocess.run(
-        ["ansible-playbook", str(play), "-i", "localhost,", "-c", "local", "-e", f"@{extra}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
-    elapsed = time.monotonic() - start
-    if done.returncode:
-        sys.exit(f"{play.name} failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
-    return elapsed
+    return playbook.timed(str(play), "-i", "localhost,", "-c", "local", "-e", f"@{extra}")[0]
 
 
 def stored(sim: harness.Sim) -> int:

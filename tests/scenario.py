@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[1]))
 
 
-def playbook(name: str, *args: str) -> tuple[int, str]:
-    """Run thorfleet.llm.<name> with `args`; return (exit code, stdout and stderr together)."""
+def playbook(name: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run thorfleet.llm.<name> (or a playbook file, when `name` ends in .yml) with `args` and extra `env`;
+    return (exit code, stdout and stderr together)."""
     inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".collections"), "ANSIBLE_NOCOLOR": "1"}
+    env = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".collections"),
+        "ANSIBLE_NOCOLOR": "1",
+        **(env or {}),
+    }
+    target = name if name.endswith(".yml") else f"thorfleet.llm.{name}"
     run = subprocess.run(
-        ["ansible-playbook", f"thorfleet.llm.{name}", "-i", str(inventory), *args],
+        ["ansible-playbook", target, "-i", str(inventory), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -22,3 +31,21 @@ def playbook(name: str, *args: str) -> tuple[int, str]:
         cwd=PROJECT,
     )
     return run.returncode, run.stdout + run.stderr
+
+
+def http(host, method: str, url: str, body=None, key: str | None = None) -> tuple[int, object]:
+    """An HTTP request made on the unit (testinfra `host`); returns (status, parsed JSON body)."""
+    script = f"""
+import json, sys, urllib.request, urllib.error
+req = urllib.request.Request({url!r}, method={method!r}, data={json.dumps(body).encode() if body else None!r},
+                             headers={{"Content-Type": "application/json"}})
+if {key!r}:
+    req.add_header("Authorization", "Bearer " + {key!r})
+try:
+    with urllib.request.urlopen(req, timeout=60) as r:
+        print(json.dumps([r.status, json.load(r)]))
+except urllib.error.HTTPError as e:
+    print(json.dumps([e.code, json.loads(e.read() or b"null")]))
+"""
+    status, payload = json.loads(host.check_output(f"python3 -c {shlex.quote(script)}"))
+    return status, payload

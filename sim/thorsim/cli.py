@@ -33,12 +33,28 @@ def name(text: str) -> str:
     return text
 
 
+def on_demand_image(text: str) -> images.Image:
+    # A type rather than choices: argparse rejects an empty list against choices (nargs="*").
+    for image in images.ON_DEMAND:
+        if image.name == text:
+            return image
+    known = ", ".join(image.name for image in images.ON_DEMAND)
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {known})")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fleet", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     build = sub.add_parser("build", help="build the simulator images (skipped while their inputs are unchanged)")
     build.add_argument("--force", action="store_true", help="rebuild even if the images are current")
+    build.add_argument(
+        "extra",
+        nargs="*",
+        type=on_demand_image,
+        metavar="IMAGE",
+        help="also build these optional images: " + ", ".join(image.name for image in images.ON_DEMAND),
+    )
 
     up = sub.add_parser("up", help="bring up N units, thor-01 .. thor-N, and write their inventory")
     up.add_argument("count", type=unit_count, metavar="N", help=f"number of units, 1 to {fleet_mod.MAX_UNITS}")
@@ -57,7 +73,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("images", help="the simulator images and whether they are current")
     sub.add_parser("prune", help="remove every ephemeral (test) fleet")
     source = sub.add_parser("cache", help="write a cache source with every profile's model (jetson-containers layout)")
-    source.add_argument("--root", type=Path, default=cache.DEFAULT_ROOT, help="where (default: sim/.cache/source)")
+    _fleet_args(source)
+    source.add_argument("--root", type=Path, help="where (default: the fleet's, sim/.cache/sources/FLEET)")
+    source.add_argument(
+        "--weights-mb", type=int, default=0, help="add this many MB of sharded weights and a compile cache (default: 0)"
+    )
     return top
 
 
@@ -84,7 +104,7 @@ def remove(client: docker.DockerClient, fleet_name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "cache":
-        print(cache.make_source(args.root))
+        print(cache.make_source(args.root or cache.source_root(args.fleet), args.weights_mb))
         return 0
     try:
         client = docker.from_env(timeout=300)
@@ -93,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fleet: no Docker engine answers ({exc}); run `make setup` to install and start one.", file=sys.stderr)
         return 1
     if args.command == "build":
-        for image, result in images.build(client, force=args.force).items():
+        for image, result in images.build(client, force=args.force, extra=tuple(args.extra)).items():
             print(f"{image}: {result}")
     elif args.command == "images":
         print(table(images.describe(client)))

@@ -14,10 +14,15 @@ import yaml
 from docker.models.containers import Container
 
 from . import ARCHIVE_DIR, LABEL, LABEL_EPHEMERAL, LABEL_FLEET, REPO_DIR
+from .cache import make_source, source_root
 from .images import UNIT, require_current
 
 MAX_UNITS = 99  # unit names have two digits, thor-01 .. thor-99
 INVENTORY_GROUP = "thor"
+# Every fleet has a cache source (model_cache's `cache_source` host, a NAS on the fleet network): a unit image
+# container serving the host folder cache.source_root(fleet) read-only at model_cache_source_root's default.
+SOURCE_HOST = "cache_source"
+SOURCE_MOUNT = "/srv/thorfleet"
 # Variables every simulated fleet shares that cannot be committed: this checkout's absolute archive
 # folder, and secrets made once per checkout (a real fleet keeps them in Ansible Vault).
 SIM_VARS = REPO_DIR / "inventories" / "sim" / "group_vars" / INVENTORY_GROUP / "generated.yml"
@@ -53,6 +58,10 @@ class Fleet:
         return [f"{self.prefix}-{i:02d}" for i in range(1, count + 1)]
 
     @property
+    def source(self) -> str:
+        return f"{self.name}-cache-source"
+
+    @property
     def default_inventory(self) -> Path:
         return REPO_DIR / "inventories" / self.name / "hosts.yml"
 
@@ -74,7 +83,19 @@ def ensure_network(client: docker.DockerClient, fleet: Fleet) -> None:
 
 
 def start_unit(client: docker.DockerClient, fleet: Fleet, name: str, index: int) -> None:
-    """Create the unit's container, or start it again if it exists but is stopped."""
+    start_container(client, fleet, name, f"thor-{index:02d}")
+
+
+def start_source(client: docker.DockerClient, fleet: Fleet) -> None:
+    """The fleet's cache source: a unit-image container with the fleet's source folder mounted read-only."""
+    root = make_source(source_root(fleet.name))
+    start_container(client, fleet, fleet.source, "cache-source", {str(root): {"bind": SOURCE_MOUNT, "mode": "ro"}})
+
+
+def start_container(
+    client: docker.DockerClient, fleet: Fleet, name: str, hostname: str, mounts: dict | None = None
+) -> None:
+    """Create a unit-image container, or start it again if it exists but is stopped."""
     try:
         container = client.containers.get(name)
     except docker.errors.NotFound:
@@ -88,7 +109,7 @@ def start_unit(client: docker.DockerClient, fleet: Fleet, name: str, index: int)
     client.containers.run(
         UNIT.ref,
         name=name,
-        hostname=f"thor-{index:02d}",
+        hostname=hostname,
         detach=True,
         network=fleet.network,
         labels=fleet.labels,
@@ -99,6 +120,7 @@ def start_unit(client: docker.DockerClient, fleet: Fleet, name: str, index: int)
             "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
             # A volume, not the container's overlay: on overlay the inner engine falls back to vfs.
             volume_name(name): {"bind": "/var/lib/docker", "mode": "rw"},
+            **(mounts or {}),
         },
         tmpfs={"/run": "", "/run/lock": ""},
         command="/lib/systemd/systemd",
@@ -136,8 +158,11 @@ def up(
     for index, name in enumerate(names, start=1):
         _ensure_volume(client, fleet, name)
         start_unit(client, fleet, name, index)
-    with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
-        problems = dict(zip(names, pool.map(lambda n: wait_ready(client, n, timeout), names), strict=True))
+    _ensure_volume(client, fleet, fleet.source)
+    start_source(client, fleet)
+    containers = [*names, fleet.source]
+    with ThreadPoolExecutor(max_workers=min(16, len(containers))) as pool:
+        problems = dict(zip(containers, pool.map(lambda n: wait_ready(client, n, timeout), containers), strict=True))
     bad = {name: problem for name, problem in problems.items() if problem}
     if bad:
         raise SystemExit("fleet up: units not ready:\n" + "\n".join(f"  {n}: {p}" for n, p in bad.items()))
@@ -153,6 +178,7 @@ def sim_vars(existing: dict) -> dict:
         "postgres_password": secrets.token_urlsafe(24),
         "litellm_proxy_master_key": "sk-" + secrets.token_hex(24),
         "litellm_proxy_salt_key": secrets.token_urlsafe(32),
+        "open_webui_secret_key": secrets.token_urlsafe(32),
     }
     kept = {key: existing.get(key) or value for key, value in made.items()}
     return {"container_images_archive_dir": str(ARCHIVE_DIR), **kept}
@@ -183,6 +209,13 @@ def inventory_data(fleet: Fleet, names: list[str]) -> dict:
         hosts[host] = {} if host == name else {"ansible_host": name}
     return {
         "all": {
+            "hosts": {
+                SOURCE_HOST: {
+                    "ansible_host": fleet.source,
+                    "ansible_connection": "community.docker.docker",
+                    "ansible_python_interpreter": "/usr/bin/python3",
+                }
+            },
             "children": {
                 INVENTORY_GROUP: {
                     "hosts": hosts,
@@ -192,7 +225,7 @@ def inventory_data(fleet: Fleet, names: list[str]) -> dict:
                         "thorfleet_sim_fleet": fleet.name,
                     },
                 }
-            }
+            },
         }
     }
 

@@ -65,8 +65,13 @@ def make_model(
             blob.write_bytes(content)
         link = snapshot / name
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.unlink(missing_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
+        target = os.path.relpath(blob, link.parent)
+        # Left alone when already right, so that a source made again keeps its mtimes (and copies stay current).
+        if not (link.is_symlink() and os.readlink(link) == target):
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
     (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(revision)  # huggingface_hub writes it without a newline
+    ref = repo / "refs" / "main"
+    if not ref.exists() or ref.read_text() != revision:
+        ref.write_text(revision)  # huggingface_hub writes it without a newline
     return snapshot

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
+import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +56,10 @@ class Image:
     packages: tuple[str, ...] = ()
     base: Image | None = None
     archive: bool = False  # units receive it as an archive, as air-gapped Thor units do
+    # Python distributions to install offline: fetched on the host (containers cannot reach PyPI) with
+    # their dependencies less `wheels_without`, into the build context's wheels/ (see wheelhouse()).
+    wheels: tuple[str, ...] = ()
+    wheels_without: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -95,15 +103,74 @@ POSTGRES = Image("postgres", base=RUNTIME, archive=True)
 VLLM = Image("vllm-sim", base=RUNTIME, archive=True)
 LITELLM = Image("litellm-sim", base=RUNTIME, archive=True)
 IMAGES = (BASE, RUNTIME, UNIT, PROBE, POSTGRES, VLLM, LITELLM)
+# Open WebUI at the version the open_webui role pins (container_images_open_webui), without the two
+# dependencies that only bring torch. About 0.5 GB of wheels and minutes to build: built on demand only,
+# by `sim/fleet build open-webui` (the webui scenario's prepare does it), not with the images everyone needs.
+OPEN_WEBUI_VERSION = "0.12.4"
+OPEN_WEBUI = Image(
+    "open-webui",
+    base=RUNTIME,
+    archive=True,
+    # pip evaluates dependency markers with the host's Python, not the image's 3.11.2: redis needs
+    # async-timeout below 3.11.3, so it is named here.
+    wheels=(f"open-webui=={OPEN_WEBUI_VERSION}", "async-timeout==5.0.1"),
+    wheels_without=("accelerate", "sentence-transformers"),
+)
+# Headless Chromium, for a screenshot of a page a unit serves (the webui scenario's chat page).
+BROWSER = Image("browser", base=RUNTIME)
+ON_DEMAND = (OPEN_WEBUI, BROWSER)
+# Wheels are for the runtime image's Python and C library (Debian bookworm), on this machine's architecture.
+WHEELS_PYTHON = "3.11"
+WHEELS_GLIBC_MINOR = 36
+WHEELS_DIR = CACHE_DIR / "wheels"
 
 
-def inputs_hash(image: Image) -> str:
+@dataclass(frozen=True)
+class Variant:
+    """Another version of a service image, for rolling updates: `image` under `tag`, with `env` set."""
+
+    image: Image
+    tag: str
+    env: tuple[tuple[str, str], ...] = ()
+    archive: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.image.name}:{self.tag}"
+
+    @property
+    def ref(self) -> str:
+        return f"thorfleet-sim/{self.image.name}:{self.tag}"
+
+    @property
+    def archive_path(self) -> Path:
+        return ARCHIVE_DIR / f"{self.image.name}-{self.tag}.tar.gz"
+
+    def dockerfile(self) -> str:
+        return f"FROM {self.image.ref}\n" + "".join(f"ENV {key}={value}\n" for key, value in self.env)
+
+
+# Versions to roll the fleet to: a good next version of vLLM and LiteLLM, and a vLLM whose GPU broke
+# (health and model list answer, every completion fails), which a rolling update must roll back.
+NEXT = "0.1.1"
+VARIANTS = (
+    Variant(VLLM, NEXT),
+    Variant(LITELLM, NEXT),
+    Variant(VLLM, f"{NEXT}-broken", (("THORSIM_VLLM_BROKEN_GPU", "1"),)),
+)
+
+
+def inputs_hash(image: Image | Variant) -> str:
     """Hash of everything an image is built from: its base's hash, packages, files and their modes."""
     digest = hashlib.sha256()
+    if isinstance(image, Variant):
+        for item in (inputs_hash(image.image), image.tag, image.dockerfile()):
+            digest.update(item.encode() + b"\0")
+        return digest.hexdigest()
     if image.base is None:
         recipe = (SUITE, *image.packages, *DEBRIS, *(f"{k}\0{v}" for k, v in sorted(ROOT_FILES.items())))
     else:
-        recipe = (inputs_hash(image.base),)
+        recipe = (inputs_hash(image.base), *wheels_spec(image))
     for item in (VERSION, *recipe):
         digest.update(item.encode() + b"\0")
     if image.context is not None:
@@ -157,22 +224,84 @@ def debootstrap_import(client: docker.DockerClient, image: Image, labels: dict[s
         client.api.import_image(src=str(tarball), repository=repository, tag=tag, changes=changes)
 
 
-def docker_build(client: docker.DockerClient, image: Image, labels: dict[str, str]) -> None:
+def requirements(wheel: Path, without: tuple[str, ...]) -> list[str]:
+    """A wheel's own requirements (no extras), less the distributions named in `without`."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = archive.read(name).decode()
+    skip = {re.sub(r"[-_.]+", "-", n).lower() for n in without}
+    wanted = []
+    for line in metadata.splitlines():
+        if line.startswith("Requires-Dist:") and "extra ==" not in line:
+            spec = line.split(":", 1)[1].strip()
+            if re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;(]", spec, maxsplit=1)[0]).lower() not in skip:
+                wanted.append(spec)
+    return wanted
+
+
+def wheels_spec(image: Image) -> tuple[str, ...]:
+    """What an image's wheelhouse is made from (nothing for an image without wheels)."""
+    if not image.wheels:
+        return ()
+    return (*image.wheels, "without", *image.wheels_without, WHEELS_PYTHON, f"glibc-2.{WHEELS_GLIBC_MINOR}")
+
+
+def wheelhouse(image: Image) -> Path:
+    """Download `image.wheels`, pip itself and their dependencies (less `wheels_without`) once, on the host."""
+    spec = hashlib.sha256("\0".join(wheels_spec(image)).encode()).hexdigest()[:12]
+    target = WHEELS_DIR / f"{image.name}-{spec}"
+    if (target / "requirements.txt").exists():
+        return target
+    arch = platform.machine()
+    platforms = [f"manylinux_2_{minor}_{arch}" for minor in range(5, WHEELS_GLIBC_MINOR + 1)]
+    platforms += [f"manylinux{tag}_{arch}" for tag in ("1", "2010", "2014")]
+    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", WHEELS_PYTHON]
+    pip += ["--implementation", "cp", *(f"--platform={p}" for p in platforms), "--dest", str(target)]
+    log(f"downloading the wheels of {', '.join(image.wheels)} into {target}")
+    partial = target / "requirements.txt.partial"
     try:
-        client.images.build(
-            path=str(image.context),
-            tag=image.ref,
-            buildargs={"BASE": image.base.ref},
-            labels=labels,
-            rm=True,
-            forcerm=True,
-        )
+        subprocess.run([*pip, "--no-deps", *image.wheels, "pip"], check=True)
+        wanted = [spec for wheel in sorted(target.glob("*.whl")) for spec in requirements(wheel, image.wheels_without)]
+        partial.write_text("".join(f"{spec}\n" for spec in wanted), encoding="utf-8")
+        subprocess.run([*pip, "-r", str(partial)], check=True)
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"fleet build: pip could not download {image.name}'s wheels (exit {exc.returncode})") from None
+    partial.replace(target / "requirements.txt")
+    return target
+
+
+def docker_build(client: docker.DockerClient, image: Image, labels: dict[str, str]) -> None:
+    with tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="context-") as tmp:
+        context = image.context
+        if image.wheels:
+            # The build context is the image's folder plus the wheelhouse, linked in (same file system).
+            context = Path(tmp) / "context"
+            shutil.copytree(image.context, context)
+            shutil.copytree(wheelhouse(image), context / "wheels", copy_function=os.link)
+        try:
+            client.images.build(
+                path=str(context),
+                tag=image.ref,
+                buildargs={"BASE": image.base.ref},
+                labels=labels,
+                rm=True,
+                forcerm=True,
+            )
+        except docker.errors.BuildError as exc:
+            lines = [str(entry.get("stream", entry.get("error", ""))).rstrip() for entry in exc.build_log]
+            tail = "\n".join(filter(None, lines[-15:]))
+            raise SystemExit(f"fleet build: {image.ref} failed: {exc}\n{tail}") from None
+
+
+def variant_build(client: docker.DockerClient, variant: Variant, labels: dict[str, str]) -> None:
+    # The labels alone make its image id differ from its base's, as another release's would.
+    try:
+        client.images.build(fileobj=io.BytesIO(variant.dockerfile().encode()), tag=variant.ref, labels=labels, rm=True)
     except docker.errors.BuildError as exc:
-        lines = [str(entry.get("stream", entry.get("error", ""))).rstrip() for entry in exc.build_log]
-        raise SystemExit(f"fleet build: {image.ref} failed: {exc}\n" + "\n".join(filter(None, lines[-15:]))) from None
+        raise SystemExit(f"fleet build: {variant.ref} failed: {exc}") from None
 
 
-def export_archive(client: docker.DockerClient, image: Image) -> None:
+def export_archive(client: docker.DockerClient, image: Image | Variant) -> None:
     """Save an image as the compressed tarball that container_images copies to air-gapped units."""
     ARCHIVE_DIR.mkdir(parents=True, exist_ok=True)
     partial = image.archive_path.with_name(image.archive_path.name + ".partial")
@@ -183,10 +312,10 @@ def export_archive(client: docker.DockerClient, image: Image) -> None:
     partial.replace(image.archive_path)
 
 
-def build(client: docker.DockerClient, force: bool = False) -> dict[str, str]:
-    """Build every image whose inputs changed; return {name: 'built'|'cached'}."""
+def build(client: docker.DockerClient, force: bool = False, extra: tuple[Image, ...] = ()) -> dict[str, str]:
+    """Build every image (and the `extra` ones of ON_DEMAND) whose inputs changed; return {name: 'built'|'cached'}."""
     results: dict[str, str] = {}
-    for image in IMAGES:
+    for image in (*IMAGES, *VARIANTS, *extra):
         wanted = inputs_hash(image)
         if not force and built_hash(client, image.ref) == wanted:
             results[image.name] = "cached"
@@ -194,7 +323,10 @@ def build(client: docker.DockerClient, force: bool = False) -> dict[str, str]:
             started = time.monotonic()
             log(f"building {image.ref}")
             labels = {LABEL: "1", LABEL_INPUTS: wanted}
-            (docker_build if image.base else debootstrap_import)(client, image, labels)
+            if isinstance(image, Variant):
+                variant_build(client, image, labels)
+            else:
+                (docker_build if image.base else debootstrap_import)(client, image, labels)
             log(f"built {image.ref} in {time.monotonic() - started:.1f}s")
             results[image.name] = "built"
         if image.archive and (results[image.name] == "built" or not image.archive_path.exists()):
@@ -207,7 +339,7 @@ def build(client: docker.DockerClient, force: bool = False) -> dict[str, str]:
 def describe(client: docker.DockerClient) -> list[dict[str, str]]:
     """Each image's reference and whether it is missing, current or stale."""
     rows = []
-    for image in IMAGES:
+    for image in (*IMAGES, *VARIANTS, *ON_DEMAND):
         have = built_hash(client, image.ref)
         state = "missing" if have is None else ("current" if have == inputs_hash(image) else "stale")
         rows.append({"image": image.ref, "state": state, "archive": str(image.archive_path) if image.archive else ""})

@@ -14,7 +14,15 @@ def load(path: Path):
 
 
 def test_every_role_is_covered():
-    assert ROLES == ["container_images", "jetson_runtime", "litellm_proxy", "postgres", "vllm_server"]
+    assert ROLES == [
+        "container_images",
+        "jetson_runtime",
+        "litellm_proxy",
+        "model_cache",
+        "open_webui",
+        "postgres",
+        "vllm_server",
+    ]
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -48,6 +48,15 @@ def test_nvidia_smi_answers_with_the_nvidia_runtime(tmp_path):
     assert query.stdout.strip() == "NVIDIA Thor, [N/A]"
 
 
+def test_nvidia_smi_fails_while_the_nvml_lost_knob_is_set(tmp_path):
+    env = {**fake_docker(tmp_path, "nvidia"), "THORSIM_RUN_DIR": str(tmp_path)}
+    assert run("usr/bin/nvidia-smi", "-L", env=env).returncode == 0
+    (tmp_path / "nvml-lost").touch()
+    result = run("usr/bin/nvidia-smi", "-L", env=env)
+    assert result.returncode != 0
+    assert result.stdout.strip() == "Failed to initialize NVML: Unknown Error"
+
+
 def test_nvidia_smi_injected_into_a_container_needs_no_engine(tmp_path):
     env = {**fake_docker(tmp_path, None), "THORSIM_NVIDIA_INJECTED": "1"}
     assert run("usr/bin/nvidia-smi", "-L", env=env).returncode == 0

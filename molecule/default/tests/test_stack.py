@@ -1,32 +1,13 @@
 """Verify the whole stack on one simulated unit (testinfra, through molecule's inventory)."""
 
-import json
 import shlex
 
 import yaml
-from scenario import PROJECT, playbook
+from scenario import PROJECT, http, playbook
 
 SECRETS = yaml.safe_load((PROJECT / "inventories/sim/group_vars/thor/generated.yml").read_text())
 MODEL = "Qwen3-VL-30B-A3B"
 PORT = 12434
-
-
-def http(host, method, url, body=None, key=None):
-    """An HTTP request made on the unit; returns (status, parsed JSON body)."""
-    script = f"""
-import json, sys, urllib.request, urllib.error
-req = urllib.request.Request({url!r}, method={method!r}, data={json.dumps(body).encode() if body else None!r},
-                             headers={{"Content-Type": "application/json"}})
-if {key!r}:
-    req.add_header("Authorization", "Bearer " + {key!r})
-try:
-    with urllib.request.urlopen(req, timeout=60) as r:
-        print(json.dumps([r.status, json.load(r)]))
-except urllib.error.HTTPError as e:
-    print(json.dumps([e.code, json.loads(e.read() or b"null")]))
-"""
-    status, payload = json.loads(host.check_output(f"python3 -c {shlex.quote(script)}"))
-    return status, payload
 
 
 def test_docker_runs_nvidia_by_default_and_nvml_answers(host):

@@ -46,6 +46,26 @@ CASES = {
     ),
     "unsupported L4T": ({"jetson_runtime_supported_l4t": ["36.4"]}, "jetson_runtime_supported_l4t"),
     "unsupported architecture": ({"jetson_runtime_supported_architectures": ["aarch64"]}, "on x86_64"),
+    "open webui port out of range": (
+        {"open_webui_enabled": True, "open_webui_port": 70000},
+        "open_webui_port must be 1-65535",
+    ),
+    "open webui on litellm's port": (
+        {"open_webui_enabled": True, "open_webui_port": 12434},
+        "open_webui_port must be 1-65535 and differ from litellm_proxy_port",
+    ),
+    "open webui without its secret key": (
+        {"open_webui_enabled": True, "open_webui_secret_key": ""},
+        "open_webui_secret_key must come from Ansible Vault",
+    ),
+    "open webui talking to vllm": (
+        {"open_webui_enabled": True, "open_webui_litellm_url": "http://ai-vllm:8000/v1"},
+        "open_webui_litellm_url must be the unit's LiteLLM",
+    ),
+    "open webui main tag": (
+        {"open_webui_enabled": True, "container_images_open_webui": "ghcr.io/open-webui/open-webui:main"},
+        "Image 'ghcr.io/open-webui/open-webui:main' is not allowed",
+    ),
 }
 
 

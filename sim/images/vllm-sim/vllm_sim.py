@@ -9,6 +9,8 @@ Standard library only: it runs on the simulator's Debian python3 and on the host
 Timing knobs, in seconds unless noted: THORSIM_VLLM_LOAD_SECONDS (cold start, 8),
 THORSIM_VLLM_WARM_LOAD_SECONDS (start with a warm compile cache, 1), THORSIM_VLLM_TTFT_SECONDS
 (time to first token, 0.05), THORSIM_VLLM_TOKENS_PER_SECOND (tokens/s after the first, 200).
+THORSIM_VLLM_BROKEN_GPU=1 serves /health and /v1/models but fails every completion with a CUDA error,
+as vLLM does on a GPU that broke after start-up: only a real completion tells such a server apart.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ FINISH_REASONS = ("stop", "length", "abort")
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # How long aborted requests get to close their connections before the process exits.
 ABORT_GRACE_SECONDS = 2.0
+BROKEN_GPU_ERROR = "CUDA error: an illegal memory access was encountered"
 
 
 def dumps(value) -> str:
@@ -607,6 +610,10 @@ class Handler(BaseHTTPRequestHandler):
             except ApiError as error:
                 envelope = {"message": str(error), "type": error.kind, "param": None, "code": error.status}
                 self._json(error.status, {"error": envelope})
+                return
+            if _truthy("THORSIM_VLLM_BROKEN_GPU"):
+                envelope = {"message": BROKEN_GPU_ERROR, "type": "InternalServerError", "param": None, "code": 500}
+                self._json(500, {"error": envelope})
                 return
             try:
                 if job.stream:
