@@ -25,6 +25,8 @@ PROFILES = REPO_DIR / "roles" / "vllm_server" / "defaults" / "main.yml"
 ENCODINGS = ("cl100k_base", "o200k_base")
 # Long enough for every profile's max_model_len, as the real models' configs are.
 MAX_POSITION_EMBEDDINGS = 262144
+# NVIDIA's ModelOpt checkpoints name their precision in config.json; vllm-sim paces itself by it.
+MODELOPT_SUFFIXES = {"-FP8": "FP8", "-FP4": "NVFP4"}
 SHARDED_MODEL = "openai/gpt-oss-120b"
 SHARD_BYTES = 64 * 1024 * 1024
 MB = 1024 * 1024
@@ -78,6 +80,11 @@ def make_source(root: Path, weights_mb: int = 0) -> Path:
         files = default_files(repo)
         config = json.loads(files["config.json"])
         config["max_position_embeddings"] = MAX_POSITION_EMBEDDINGS
+        algo = next(
+            (a for suffix, a in MODELOPT_SUFFIXES.items() if repo.startswith("nvidia/") and repo.endswith(suffix)), None
+        )
+        if algo:
+            config["quantization_config"] = {"quant_method": "modelopt", "quant_algo": algo}
         files["config.json"] = json.dumps(config, indent=2).encode()
         make_model(hub, repo, files)
     vllm_cache = root / "data" / "vllm_cache"

@@ -150,10 +150,12 @@ class Variant:
         return f"FROM {self.image.ref}\n" + "".join(f"ENV {key}={value}\n" for key, value in self.env)
 
 
-# Versions to roll the fleet to: a good next version of vLLM and LiteLLM, and a vLLM whose GPU broke
-# (health and model list answer, every completion fails), which a rolling update must roll back.
+# Versions to roll the fleet to: a good next version of PostgreSQL (the same major: its data carries
+# over), vLLM and LiteLLM, and a vLLM whose GPU broke (health and model list answer, every completion
+# fails), which a rolling update must roll back.
 NEXT = "0.1.1"
 VARIANTS = (
+    Variant(POSTGRES, NEXT),
     Variant(VLLM, NEXT),
     Variant(LITELLM, NEXT),
     Variant(VLLM, f"{NEXT}-broken", (("THORSIM_VLLM_BROKEN_GPU", "1"),)),

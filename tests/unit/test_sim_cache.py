@@ -1,5 +1,6 @@
 """The simulator's cache source: real hub layout, sharded weights on request, made again without rewrites."""
 
+import json
 import os
 
 import yaml
@@ -43,3 +44,16 @@ def test_the_inventory_names_the_fleets_cache_source():
     defaults = yaml.safe_load((cache.REPO_DIR / "roles/model_cache/defaults/main.yml").read_text())
     assert defaults["model_cache_source_root"] == fleet.SOURCE_MOUNT
     assert cache.source_root("smoke") == cache.SOURCES / "smoke"
+
+
+def test_nvidias_fp8_and_fp4_checkpoints_name_their_precision_as_modelopt_writes_it(tmp_path):
+    cache.make_source(tmp_path)
+    hub = tmp_path / "data/models/huggingface/hub"
+
+    def quantization(repo: str):
+        (snapshot,) = (hub / f"models--{repo.replace('/', '--')}" / "snapshots").iterdir()
+        return json.loads((snapshot / "config.json").read_text()).get("quantization_config")
+
+    assert quantization("nvidia/Llama-3.1-8B-Instruct-FP8") == {"quant_method": "modelopt", "quant_algo": "FP8"}
+    assert quantization("nvidia/Llama-3.1-8B-Instruct-FP4") == {"quant_method": "modelopt", "quant_algo": "NVFP4"}
+    assert quantization("meta-llama/Llama-3.1-8B-Instruct") is None

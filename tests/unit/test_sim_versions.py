@@ -12,6 +12,7 @@ SIM_VARS = REPO / "inventories" / "sim" / "group_vars" / "thor" / "main.yml"
 def test_variants_are_other_tags_of_the_service_images_with_archives_of_their_own():
     refs = [variant.ref for variant in images.VARIANTS]
     assert refs == [
+        "thorfleet-sim/postgres:0.1.1",
         "thorfleet-sim/vllm-sim:0.1.1",
         "thorfleet-sim/litellm-sim:0.1.1",
         "thorfleet-sim/vllm-sim:0.1.1-broken",
@@ -20,7 +21,7 @@ def test_variants_are_other_tags_of_the_service_images_with_archives_of_their_ow
     paths = [variant.archive_path for variant in images.VARIANTS]
     assert len(set(paths)) == len(paths)
     assert not set(paths) & {image.archive_path for image in images.IMAGES}
-    assert images.VARIANTS[2].dockerfile() == "FROM thorfleet-sim/vllm-sim:0.1.0\nENV THORSIM_VLLM_BROKEN_GPU=1\n"
+    assert images.VARIANTS[3].dockerfile() == "FROM thorfleet-sim/vllm-sim:0.1.0\nENV THORSIM_VLLM_BROKEN_GPU=1\n"
 
 
 def test_a_variant_is_rebuilt_when_its_base_or_its_env_changes(tmp_path, monkeypatch):

@@ -149,10 +149,10 @@ class Launcher:
         command = [sys.executable, str(SIM), *args]
         return subprocess.run(command, capture_output=True, text=True, env=self.env(env), timeout=10, check=False)
 
-    def start(self, *flags: str, env: dict | None = None, ready: bool = True) -> Sim:
+    def start(self, *flags: str, env: dict | None = None, ready: bool = True, model: str = MODEL) -> Sim:
         port = free_port()
         log = self.root / f"vllm-sim-{port}.log"
-        command = [sys.executable, str(SIM), "serve", MODEL, "--host", "127.0.0.1", "--port", str(port), *flags]
+        command = [sys.executable, str(SIM), "serve", model, "--host", "127.0.0.1", "--port", str(port), *flags]
         with log.open("w") as out:
             proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=self.env(env))
         sim = Sim(proc, port, log)
@@ -574,6 +574,40 @@ def test_tokens_are_paced_and_requests_beyond_max_num_seqs_wait(launcher):
     assert 0.5 <= first[-1] < 1.0
     assert second[0] >= 0.7
     assert metrics(sim.port)[sample("vllm:request_success_total", finished_reason="length")] == 2
+
+
+def _first_and_last_token(port: int, words: int, tokens: int) -> tuple[float, float]:
+    payload = {"model": SERVED, "messages": [{"role": "user", "content": "go " * words}], "max_tokens": tokens}
+    times = [t for t, data in stream(port, "/v1/chat/completions", payload) if '"content":"' in data]
+    return times[0], times[-1] - times[0]
+
+
+def test_pace_follows_the_weights_precision_and_speculative_decoding(launcher):
+    """Prefill and decode at the 16-bit rates; ModelOpt NVFP4 four times as fast; EAGLE3 drafts on top."""
+    config = {
+        "max_position_embeddings": 4096,
+        "quantization_config": {"quant_method": "modelopt", "quant_algo": "NVFP4"},
+    }
+    make_model(launcher.hub, "nvidia/tiny-FP4", {"config.json": json.dumps(config).encode(), "model.safetensors": b"w"})
+    pace = {
+        "THORSIM_VLLM_TTFT_SECONDS": "0",
+        "THORSIM_VLLM_PREFILL_TOKENS_PER_SECOND": "1000",
+        "THORSIM_VLLM_TOKENS_PER_SECOND": "20",
+    }
+    eagle = json.dumps({"method": "eagle3", "model": "tiny-draft", "num_speculative_tokens": 5})
+    sims = {
+        "bf16": launcher.start("--served-model-name", SERVED, env=pace),
+        "fp4": launcher.start("--served-model-name", SERVED, env=pace, model="nvidia/tiny-FP4"),
+        "fp4+eagle3": launcher.start(
+            "--served-model-name", SERVED, "--speculative-config", eagle, env=pace, model="nvidia/tiny-FP4"
+        ),
+    }
+    timed = {name: _first_and_last_token(sim.port, 400, 21) for name, sim in sims.items()}
+    # bf16: 400 prompt tokens at 1000/s, then 20 tokens at 20/s; NVFP4 a quarter of both.
+    assert 0.4 <= timed["bf16"][0] < 0.6 and 0.9 <= timed["bf16"][1] < 1.3, timed
+    assert 0.1 <= timed["fp4"][0] < 0.25 and 0.22 <= timed["fp4"][1] < 0.4, timed
+    # Five drafted tokens at 0.6 acceptance: 2.38 tokens a step for 1.5 times a step's cost.
+    assert 0.1 <= timed["fp4+eagle3"][0] < 0.25 and 0.13 <= timed["fp4+eagle3"][1] < 0.21, timed
 
 
 def test_a_client_going_away_aborts_its_request(launcher):

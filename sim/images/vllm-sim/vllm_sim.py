@@ -8,7 +8,11 @@ Standard library only: it runs on the simulator's Debian python3 and on the host
 
 Timing knobs, in seconds unless noted: THORSIM_VLLM_LOAD_SECONDS (cold start, 8),
 THORSIM_VLLM_WARM_LOAD_SECONDS (start with a warm compile cache, 1), THORSIM_VLLM_TTFT_SECONDS
-(time to first token, 0.05), THORSIM_VLLM_TOKENS_PER_SECOND (tokens/s after the first, 200).
+(time to first token before prefill, 0.05), THORSIM_VLLM_PREFILL_TOKENS_PER_SECOND (prompt tokens/s,
+20000), THORSIM_VLLM_TOKENS_PER_SECOND (tokens/s after the first, 200). Those rates are for 16-bit
+weights; like decode on Thor, which is bound by memory bandwidth, they scale with the bytes a weight
+takes (pace_factor): ModelOpt's FP8 checkpoints go twice as fast, NVFP4 four times, and speculative
+decoding multiplies decode by the tokens a draft step is expected to get accepted, per step cost.
 THORSIM_VLLM_BROKEN_GPU=1 serves /health and /v1/models but fails every completion with a CUDA error,
 as vLLM does on a GPU that broke after start-up: only a real completion tells such a server apart.
 """
@@ -224,6 +228,24 @@ def _seconds(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
+# Bytes per weight by ModelOpt's quant_algo (config.json's quantization_config, as NVIDIA's checkpoints
+# carry it); anything else is taken as 16-bit.
+WEIGHT_BYTES = {"FP8": 1.0, "NVFP4": 0.5, "FP4": 0.5}
+# The simulator's stand-ins for speculative decoding: the chance a drafted token is accepted, and what
+# each drafted token adds to a step's cost.
+DRAFT_ACCEPTANCE = 0.6
+DRAFT_STEP_COST = 0.1
+
+
+def pace_factor(config: dict, speculative: dict | None) -> tuple[float, float]:
+    """(prefill, decode) speed relative to 16-bit weights for this model config and speculative config."""
+    algo = str((config.get("quantization_config") or {}).get("quant_algo", "")).upper()
+    weights = 2.0 / WEIGHT_BYTES.get(algo, 2.0)
+    drafted = int((speculative or {}).get("num_speculative_tokens") or 0)
+    accepted = (1 - DRAFT_ACCEPTANCE ** (drafted + 1)) / (1 - DRAFT_ACCEPTANCE)
+    return weights, weights * accepted / (1 + DRAFT_STEP_COST * drafted)
+
+
 def load(args: argparse.Namespace) -> bool:
     """Take as long as loading and compiling would; False when a stop signal came first."""
     backbone = compile_cache_dir(args) / "rank_0_0" / "backbone"
@@ -276,9 +298,10 @@ class Histogram:
 class Engine:
     """Request scheduling and the numbers /metrics reports, shared by the handler threads."""
 
-    def __init__(self, max_num_seqs: int, ttft: float, tokens_per_second: float):
+    def __init__(self, max_num_seqs: int, ttft: float, prefill_tokens_per_second: float, tokens_per_second: float):
         self.max_num_seqs = max_num_seqs
         self.ttft = ttft
+        self.prefill_interval = 1 / prefill_tokens_per_second
         self.token_interval = 1 / tokens_per_second
         self.lock = threading.Condition()
         self.in_flight = 0  # generation requests anywhere between their first byte read and last written
@@ -322,10 +345,11 @@ class Engine:
     def generate(self, arrival: float, prompt_tokens: int, tokens: list[str]):
         """Yield the tokens at the configured pace, counting them as vLLM's metrics do."""
         start = time.monotonic()
+        first = start + self.ttft + prompt_tokens * self.prefill_interval
         reason = "abort"
         try:
             for index, token in enumerate(tokens):
-                due = start + self.ttft + index * self.token_interval
+                due = first + index * self.token_interval
                 if self.aborted.wait(max(0.0, due - time.monotonic())):
                     raise Aborted
                 with self.lock:
@@ -707,11 +731,6 @@ def serve(args: argparse.Namespace) -> int:
     log(f"vLLM API server version {VERSION}")
     log(f"non-default args: { ({k: v for k, v in vars(args).items() if v != defaults[k]}) }", "utils.py:328")
     args.served_model_name = args.served_model_name or [args.model_tag]
-    engine = Engine(
-        args.max_num_seqs,
-        _seconds("THORSIM_VLLM_TTFT_SECONDS", 0.05),
-        _seconds("THORSIM_VLLM_TOKENS_PER_SECOND", 200),
-    )
     try:
         config_path = find_snapshot(args.model_tag) / "config.json"
         try:
@@ -723,6 +742,13 @@ def serve(args: argparse.Namespace) -> int:
             args.model_tag, args.served_model_name, max_model_len(args.model_tag, config, args.max_model_len)
         )
         log(f"Using max model len {model.max_model_len}", "model.py:1510")
+        prefill, decode = pace_factor(config, args.speculative_config)
+        engine = Engine(
+            args.max_num_seqs,
+            _seconds("THORSIM_VLLM_TTFT_SECONDS", 0.05),
+            _seconds("THORSIM_VLLM_PREFILL_TOKENS_PER_SECOND", 20000) * prefill,
+            _seconds("THORSIM_VLLM_TOKENS_PER_SECOND", 200) * decode,
+        )
         server = SimServer((args.host, args.port), model, engine)
         # vLLM binds before it loads but listens only once loaded: the port is taken, connections are refused.
         try:

@@ -1,0 +1,287 @@
+"""Rolling updates on three simulated units, checked from outside: Docker on each unit and real HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import docker
+import pytest
+import yaml
+from scenario import PROJECT, playbook
+
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+SECRETS = yaml.safe_load((PROJECT / "inventories/sim/group_vars/thor/generated.yml").read_text())
+UNITS = ("thor-01", "thor-02", "thor-03")
+KEY_ALIASES = {"thor-01": "ada", "thor-02": "bo", "thor-03": "cy"}  # roster.csv
+CONTAINERS = ("ai-postgres", "ai-vllm", "ai-litellm")
+MODEL = "Qwen3-VL-30B-A3B"
+PORT = 12434
+OLD = {"ai-postgres": "postgres:0.1.0", "ai-vllm": "vllm-sim:0.1.0", "ai-litellm": "litellm-sim:0.1.0"}
+NEW_POSTGRES = "thorfleet-sim/postgres:0.1.1"
+NEW_VLLM, NEW_LITELLM = "thorfleet-sim/vllm-sim:0.1.1", "thorfleet-sim/litellm-sim:0.1.1"
+BROKEN_VLLM = "thorfleet-sim/vllm-sim:0.1.1-broken"
+# rolling_update_batch_size=2: the canary alone, then the other two together.
+BATCHES = (("thor-01",), ("thor-02", "thor-03"))
+STREAM_TOKENS = 600  # about 3 s at vllm-sim's 200 tokens/s: long enough to be in flight when a drain starts
+
+
+@pytest.fixture(scope="module")
+def units():
+    """thor-NN -> the unit's container, from the inventory the scenario's create step wrote."""
+    hosts = yaml.safe_load((EPHEMERAL / "fleet-hosts.yml").read_text())["all"]["children"]["thor"]["hosts"]
+    client = docker.from_env()
+    return {unit: client.containers.get(hosts[unit]["ansible_host"]) for unit in UNITS}
+
+
+@pytest.fixture(scope="module")
+def addresses(units):
+    return {unit: next(iter(c.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"] for unit, c in units.items()}
+
+
+@pytest.fixture(scope="module")
+def keys():
+    # keys.yml keeps the raw keys beside the inventory, never in it.
+    raw = yaml.safe_load((EPHEMERAL / "inventory.artifacts" / "keys" / "raw-keys.yml").read_text())
+    return {unit: raw[alias] for unit, alias in KEY_ALIASES.items()}
+
+
+def on_unit(container, *argv: str) -> str:
+    code, output = container.exec_run(list(argv))
+    assert code == 0, output.decode()
+    return output.decode()
+
+
+def services(container) -> dict[str, tuple[str, str]]:
+    """Each service container on the unit: (container id, image reference it runs)."""
+    inspected = json.loads(on_unit(container, "docker", "inspect", *CONTAINERS))
+    return {c["Name"].lstrip("/"): (c["Id"], c["Config"]["Image"]) for c in inspected}
+
+
+def images_of(state: dict) -> dict[str, str]:
+    return {name: image for name, (_, image) in state.items()}
+
+
+def backups(container) -> set[str]:
+    return set(on_unit(container, "ls", "/var/lib/thorfleet/backups").split())
+
+
+def has_image(container, ref: str) -> bool:
+    return container.exec_run(["docker", "image", "inspect", ref]).exit_code == 0
+
+
+def litellm_events(container, since: float, until: float) -> list[tuple[float, str]]:
+    """(time, action) of LiteLLM's container on the unit: kill, die, stop, destroy, create, start."""
+    out = on_unit(
+        container,
+        "docker",
+        "events",
+        "--since",
+        f"{since:.3f}",
+        "--until",
+        f"{until:.3f}",
+        "--filter",
+        "container=ai-litellm",
+        "--format",
+        "{{json .}}",
+    )
+    return [(int(e["timeNano"]) / 1e9, e["Action"]) for e in map(json.loads, out.splitlines())]
+
+
+def chat(address: str, key: str, max_tokens: int = 4, stream: bool = False) -> dict:
+    """One chat completion through the unit's LiteLLM; for a stream, whether it ran to [DONE] with every token."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "roll on"}], "max_tokens": max_tokens}
+    record = {"start": time.time(), "ok": False, "stream": stream}
+    conn = http.client.HTTPConnection(address, PORT, timeout=60)
+    try:
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            json.dumps({**body, "stream": stream}),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+        )
+        response = conn.getresponse()
+        # The server has taken the request up once its response begins; before that, a request still
+        # in the listening socket's queue when LiteLLM stops is reset, as with any server that drains.
+        record.update(status=response.status, responded=time.time())
+        if not stream:
+            answer = json.loads(response.read())
+            record["ok"] = response.status == 200 and bool(answer["choices"][0]["message"]["content"])
+        else:
+            tokens, done = 0, False
+            for line in response:
+                data = line.decode().strip().removeprefix("data: ")
+                if data == "[DONE]":
+                    done = True
+                elif data.startswith("{"):
+                    tokens += sum(1 for c in json.loads(data).get("choices", []) if c["delta"].get("content"))
+            record.update(tokens=tokens, ok=response.status == 200 and done and tokens == max_tokens)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        record["error"] = repr(exc)
+    finally:
+        conn.close()
+    record["end"] = time.time()
+    return record
+
+
+class RequestStream:
+    """Per unit, one streaming request after another and short requests in a loop, each one recorded."""
+
+    def __init__(self, addresses: dict, keys: dict):
+        self.records: list[dict] = []
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._run, args=(unit, addresses[unit], keys[unit], stream), daemon=True)
+            for unit in UNITS
+            for stream in (True, False)
+        ]
+
+    def _run(self, unit: str, address: str, key: str, stream: bool) -> None:
+        while not self.stop.is_set():
+            record = chat(address, key, STREAM_TOKENS if stream else 4, stream)
+            self.records.append({**record, "unit": unit})
+            if not record["ok"]:
+                time.sleep(0.2)  # a unit being updated refuses connections; do not spin on it
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(90)
+
+
+def key_aliases(address: str) -> list[str]:
+    """The alias of every key on the unit's LiteLLM (one page is plenty here)."""
+    conn = http.client.HTTPConnection(address, PORT, timeout=10)
+    conn.request(
+        "GET",
+        "/key/list?size=100&return_full_object=true",
+        headers={"Authorization": f"Bearer {SECRETS['litellm_proxy_master_key']}"},
+    )
+    return sorted(str(k["key_alias"]) for k in json.loads(conn.getresponse().read())["keys"])
+
+
+def recap(output: str) -> dict[str, str]:
+    """The recap's row of each unit, as printed."""
+    return {unit: row for unit in UNITS for row in re.findall(rf'"({unit}\s.*?)"', output)}
+
+
+def test_a_canary_whose_new_image_fails_its_gate_is_rolled_back_and_the_rollout_stops(units, addresses, keys):
+    before = {unit: services(c) for unit, c in units.items()}
+    dumps = {unit: backups(c) for unit, c in units.items()}
+    assert all(images_of(state) == {n: f"thorfleet-sim/{ref}" for n, ref in OLD.items()} for state in before.values())
+
+    code, output = playbook(
+        "rolling_update", "-e", f"container_images_vllm={BROKEN_VLLM}", "-e", "rolling_update_batch_size=2"
+    )
+
+    assert code != 0, output
+    rows = recap(output)
+    assert re.match(r"thor-01\s+rolled back\s", rows["thor-01"]), rows
+    assert all(re.match(rf"{unit}\s+not reached\s", rows[unit]) for unit in ("thor-02", "thor-03")), rows
+    assert "thor-01 (rolled back): Ask for a one-token completion" in output
+    after = {unit: services(c) for unit, c in units.items()}
+    # The canary really ran the broken image (loaded it, backed up, replaced vLLM), and is back on the old one.
+    assert has_image(units["thor-01"], BROKEN_VLLM)
+    assert len(backups(units["thor-01"]) - dumps["thor-01"]) == 1
+    assert images_of(after["thor-01"]) == images_of(before["thor-01"])
+    assert after["thor-01"]["ai-vllm"][0] != before["thor-01"]["ai-vllm"][0]
+    assert after["thor-01"]["ai-postgres"] == before["thor-01"]["ai-postgres"]
+    # The rest were never touched: same containers, no new image, no backup.
+    for unit in ("thor-02", "thor-03"):
+        assert after[unit] == before[unit]
+        assert not has_image(units[unit], BROKEN_VLLM)
+        assert backups(units[unit]) == dumps[unit]
+    # The canary serves its attendee again, and the smoke key is gone.
+    assert chat(addresses["thor-01"], keys["thor-01"])["ok"]
+    conn = http.client.HTTPConnection(addresses["thor-01"], PORT, timeout=10)
+    conn.request(
+        "GET",
+        "/key/list?key_alias=thorfleet-rolling-smoke",
+        headers={"Authorization": f"Bearer {SECRETS['litellm_proxy_master_key']}"},
+    )
+    assert json.loads(conn.getresponse().read())["total_count"] == 0
+
+
+def test_a_good_update_rolls_through_in_batches_under_a_request_stream(units, addresses, keys):
+    before = {unit: services(c) for unit, c in units.items()}
+    dumps = {unit: backups(c) for unit, c in units.items()}
+    aliases_before = {unit: key_aliases(address) for unit, address in addresses.items()}
+    assert all(KEY_ALIASES[unit] in aliases for unit, aliases in aliases_before.items()), aliases_before
+    since = time.time()
+    with RequestStream(addresses, keys) as requests:
+        time.sleep(2)  # the stream runs before the first drain
+        started = time.monotonic()
+        code, output = playbook(
+            "rolling_update",
+            "-e",
+            f"container_images_vllm={NEW_VLLM}",
+            "-e",
+            f"container_images_litellm={NEW_LITELLM}",
+            "-e",
+            f"container_images_postgres={NEW_POSTGRES}",
+            "-e",
+            "rolling_update_batch_size=2",
+        )
+        seconds = time.monotonic() - started
+        time.sleep(2)  # and after the last gate
+    assert code == 0, output
+    until = time.time()
+
+    rows = recap(output)
+    for unit in UNITS:
+        assert re.match(rf"{unit}\s+updated\s", rows[unit]), rows
+        assert all(ref in rows[unit] for ref in (NEW_VLLM, NEW_LITELLM, NEW_POSTGRES)), rows[unit]
+        after = services(units[unit])
+        assert images_of(after) == {"ai-postgres": NEW_POSTGRES, "ai-vllm": NEW_VLLM, "ai-litellm": NEW_LITELLM}
+        assert after["ai-postgres"][0] != before[unit]["ai-postgres"][0]
+        # Backed up before PostgreSQL moved; its data carried over: every key is still there.
+        assert len(backups(units[unit]) - dumps[unit]) == 1
+        assert key_aliases(addresses[unit]) == aliases_before[unit]
+    # A canary, then one batch of two: thor-02 and thor-03 drain together, after thor-01 is back.
+    windows = {}
+    for unit in UNITS:
+        events = litellm_events(units[unit], since, until)
+        kills = [t for t, action in events if action == "kill"]
+        starts = [t for t, action in events if action == "start"]
+        assert kills and starts, events
+        windows[unit] = (kills[0], starts[-1])
+    assert windows["thor-01"][1] < min(windows["thor-02"][0], windows["thor-03"][0]), windows
+
+    summary = {}
+    for unit in UNITS:
+        drained, restarted = windows[unit]
+        mine = [r for r in requests.records if r["unit"] == unit]
+        # Back up: the first request answered after LiteLLM's new container started.
+        back = min(r["start"] for r in mine if r["ok"] and r["start"] >= restarted)
+        failed = [r for r in mine if not r["ok"]]
+        # Failures only while this unit was in its own batch's drain-to-ready window, none outside it:
+        # each ended after the drain began, was sent before the unit was back, and was not yet taken up.
+        assert all(
+            drained <= r["end"] and r["start"] <= back and r.get("responded", drained) >= drained for r in failed
+        ), failed
+        # Every request in flight (taken up) when the drain began finished, streams to their last token.
+        in_flight = [r for r in mine if r.get("responded", r["end"]) < drained < r["end"]]
+        assert any(r["stream"] for r in in_flight), mine
+        assert all(r["ok"] for r in in_flight), in_flight
+        # While it was out, the units outside its batch kept answering.
+        batch = next(batch for batch in BATCHES if unit in batch)
+        others = [r for r in requests.records if r["unit"] not in batch and drained <= r["start"] <= back]
+        assert others and all(r["ok"] for r in others)
+        summary[unit] = {
+            "requests": len(mine),
+            "failed": len(failed),
+            "out_of_service_s": round(back - drained, 1),
+            "in_flight_at_drain": len(in_flight),
+            "others_served_meanwhile": len(others),
+        }
+    print(f"rollout {seconds:.1f}s:", json.dumps(summary))

@@ -1,0 +1,189 @@
+#!/usr/bin/python
+# Copyright: thorfleet.llm developers
+# Apache License 2.0 (see galaxy.yml)
+# ruff: noqa: E402 - Ansible modules put DOCUMENTATION, EXAMPLES and RETURN before the imports
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: benchmark_chart
+short_description: Draw a PNG chart that compares model profiles from benchmark rows
+version_added: 0.1.0
+author: thorfleet.llm developers
+description:
+  - Draws, from the rows of the P(thorfleet.llm.benchmark_rows#filter) filter, one panel each for median time to
+    first token, median decode rate and median end-to-end latency. Each panel has a group of bars per profile,
+    one bar per case and concurrency, with a whisker up to the 95th percentile.
+  - Uses the C(fleet) rows when there are any, else every unit's rows pooled by profile.
+  - Writes the file only when the picture differs from the one there.
+requirements:
+  - matplotlib (on the host that runs the module, normally the controller)
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Reports whether the chart would change, writes nothing.
+  diff_mode:
+    support: none
+options:
+  rows:
+    description:
+      - The report rows.
+    type: list
+    elements: dict
+    required: true
+  path:
+    description:
+      - The PNG file to write.
+    type: path
+    required: true
+  title:
+    description:
+      - The chart's title.
+    type: str
+    default: Model profiles compared
+  note:
+    description:
+      - A line under the title, for example where the numbers come from.
+    type: str
+    default: ""
+  mode:
+    description:
+      - The file's permissions.
+    type: raw
+    default: "0644"
+"""
+
+EXAMPLES = r"""
+- name: Chart the profiles
+  thorfleet.llm.benchmark_chart:
+    rows: "{{ runs | thorfleet.llm.benchmark_rows }}"
+    path: reports/benchmark.png
+    note: Simulated units
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+path:
+  description: The chart's file.
+  returned: always
+  type: str
+bars:
+  description: How many bars each panel has.
+  returned: always
+  type: int
+"""
+
+import hashlib
+import io
+import os
+import tempfile
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    MATPLOTLIB_ERROR = None
+except ImportError:
+    MATPLOTLIB_ERROR = traceback.format_exc()
+
+PANELS = (
+    ("ttft_ms", "Time to first token (ms)"),
+    ("tokens_per_s", "Decode rate (tokens/s per request)"),
+    ("e2e_ms", "End-to-end latency (ms)"),
+)
+
+
+def series_of(rows):
+    """profiles (in first-seen order), series labels, and {(profile, label): row}."""
+    chosen = [r for r in rows if r.get("unit") == "fleet"] or rows
+    profiles, labels, cells = [], [], {}
+    for row in chosen:
+        label = f"{row['case']}, {row['concurrency']} at once"
+        if row["profile"] not in profiles:
+            profiles.append(row["profile"])
+        if label not in labels:
+            labels.append(label)
+        # Without fleet rows, units with the same profile, case and concurrency: keep the first unit's.
+        cells.setdefault((row["profile"], label), row)
+    return profiles, labels, cells
+
+
+def draw(rows, title, note):
+    profiles, labels, cells = series_of(rows)
+    figure, axes = pyplot.subplots(1, len(PANELS), figsize=(6 * len(PANELS), 5), squeeze=False)
+    width = 0.8 / max(1, len(labels))
+    for axis, (metric, heading) in zip(axes[0], PANELS, strict=True):
+        for index, label in enumerate(labels):
+            xs, heights, whiskers = [], [], []
+            for position, profile in enumerate(profiles):
+                row = cells.get((profile, label))
+                if row is None or row.get(f"{metric}_median") is None:
+                    continue
+                median = float(row[f"{metric}_median"])
+                p95 = row.get(f"{metric}_p95")
+                xs.append(position + (index - (len(labels) - 1) / 2) * width)
+                heights.append(median)
+                whiskers.append(max(0.0, float(p95) - median) if p95 is not None else 0.0)
+            axis.bar(xs, heights, width, yerr=[[0] * len(whiskers), whiskers], capsize=3, label=label)
+        axis.set_title(heading)
+        axis.set_xticks(range(len(profiles)))
+        axis.set_xticklabels(profiles, rotation=20, ha="right")
+        axis.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize="small")
+    figure.suptitle(f"{title}\n{note}" if note else title)
+    figure.tight_layout()
+    out = io.BytesIO()
+    # No Software/date metadata: the same rows make the same bytes, so a re-run changes nothing.
+    figure.savefig(out, format="png", dpi=100, metadata={"Software": None})
+    pyplot.close(figure)
+    return out.getvalue(), len(profiles) * len(labels)
+
+
+def argument_spec():
+    return dict(
+        rows=dict(type="list", elements="dict", required=True),
+        path=dict(type="path", required=True),
+        title=dict(type="str", default="Model profiles compared"),
+        note=dict(type="str", default=""),
+        mode=dict(type="raw", default="0644"),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if MATPLOTLIB_ERROR:
+        module.fail_json(msg=missing_required_lib("matplotlib"), exception=MATPLOTLIB_ERROR)
+    params = module.params
+    missing = [key for key in ("profile", "case", "concurrency") if any(key not in row for row in params["rows"])]
+    if not params["rows"] or missing:
+        module.fail_json(
+            msg=f"rows must be benchmark_rows' output, with profile, case and concurrency (missing: {missing})"
+        )
+    png, bars = draw(params["rows"], params["title"], params["note"])
+    path = params["path"]
+    try:
+        with open(path, "rb") as current:
+            changed = hashlib.sha256(current.read()).digest() != hashlib.sha256(png).digest()
+    except FileNotFoundError:
+        changed = True
+    if changed and not module.check_mode:
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, temporary = tempfile.mkstemp(dir=folder, suffix=".png")
+        with os.fdopen(fd, "wb") as out:
+            out.write(png)
+        module.atomic_move(temporary, path)
+    file_args = module.load_file_common_arguments(dict(path=path, mode=params["mode"]))
+    if not module.check_mode:
+        changed = module.set_fs_attributes_if_different(file_args, changed)
+    module.exit_json(changed=changed, path=path, bars=bars)
+
+
+if __name__ == "__main__":
+    main()
