@@ -14,13 +14,14 @@ DEMO_UNITS ?= 3
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup venv host images collection lint unit contract molecule test demo down clean bench-keys bench-cache bench-converge
+.PHONY: help setup venv host images collection lint unit contract molecule test demo down clean bench bench-keys bench-cache bench-converge
 
 help:
 	@echo "make setup   venv, Docker engine, simulator images (idempotent)"
 	@echo "make demo    a $(DEMO_UNITS)-unit simulated fleet on this machine"
 	@echo "make test    lint, unit and contract tests, every molecule scenario"
 	@echo "make down    remove the demo fleet"
+	@echo "make bench   every benchmark below, one after another"
 	@echo "make bench-keys  1,000 keys: litellm_key in one task vs one uri task per key"
 	@echo "make bench-cache model cache to 8 units on shaped links: star vs tree vs one copy (T1)"
 	@echo "make bench-converge  no-op site.yml on 1, 2, 4, 8 units: times and ratio to one unit"
@@ -80,6 +81,8 @@ down: venv
 	$(FLEET) down
 
 # Benchmarks print what they compare side by side, with the ratio; they are not part of `make test`.
+bench: bench-keys bench-cache bench-converge
+
 bench-keys: setup
 	python bench/keys.py
 

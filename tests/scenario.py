@@ -8,6 +8,9 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import docker
+import yaml
+
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[1]))
 
 
@@ -49,3 +52,16 @@ except urllib.error.HTTPError as e:
 """
     status, payload = json.loads(host.check_output(f"python3 -c {shlex.quote(script)}"))
     return status, payload
+
+
+def unit_containers(units) -> dict:
+    """thor-NN -> the unit's container, from the inventory the scenario's create step wrote."""
+    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "fleet-hosts.yml"
+    hosts = yaml.safe_load(inventory.read_text())["all"]["children"]["thor"]["hosts"]
+    client = docker.from_env()
+    return {unit: client.containers.get(hosts[unit]["ansible_host"]) for unit in units}
+
+
+def fleet_address(container) -> str:
+    """A unit's address on the fleet's network, which this machine reaches."""
+    return next(iter(container.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]

@@ -102,7 +102,9 @@ PROBE = Image("probe", base=BASE, archive=True)
 POSTGRES = Image("postgres", base=RUNTIME, archive=True)
 VLLM = Image("vllm-sim", base=RUNTIME, archive=True)
 LITELLM = Image("litellm-sim", base=RUNTIME, archive=True)
-IMAGES = (BASE, RUNTIME, UNIT, PROBE, POSTGRES, VLLM, LITELLM)
+# The metrics_proxy role's nginx.
+NGINX = Image("nginx", base=RUNTIME, archive=True)
+IMAGES = (BASE, RUNTIME, UNIT, PROBE, POSTGRES, VLLM, LITELLM, NGINX)
 # Open WebUI at the version the open_webui role pins (container_images_open_webui), without the two
 # dependencies that only bring torch. About 0.5 GB of wheels and minutes to build: built on demand only,
 # by `sim/fleet build open-webui` (the webui scenario's prepare does it), not with the images everyone needs.
@@ -118,7 +120,9 @@ OPEN_WEBUI = Image(
 )
 # Headless Chromium, for a screenshot of a page a unit serves (the webui scenario's chat page).
 BROWSER = Image("browser", base=RUNTIME)
-ON_DEMAND = (OPEN_WEBUI, BROWSER)
+# A real Prometheus that scrapes the units, for the metrics tests.
+PROMETHEUS = Image("prometheus", base=RUNTIME)
+ON_DEMAND = (OPEN_WEBUI, BROWSER, PROMETHEUS)
 # Wheels are for the runtime image's Python and C library (Debian bookworm), on this machine's architecture.
 WHEELS_PYTHON = "3.11"
 WHEELS_GLIBC_MINOR = 36

@@ -18,6 +18,7 @@ def test_every_role_is_covered():
         "container_images",
         "jetson_runtime",
         "litellm_proxy",
+        "metrics_proxy",
         "model_cache",
         "open_webui",
         "postgres",

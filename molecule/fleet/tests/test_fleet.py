@@ -231,6 +231,8 @@ def test_status_is_one_table_for_the_fleet(tmp_path):
         assert row["power mode"] == "MAXN"
         assert row["cache manifest"].startswith("complete (")
         assert row["vLLM serves"] == MODEL
+        # vLLM's gauges, from its /metrics: an idle unit.
+        assert (row["running"], row["waiting"], row["KV cache"]) == ("0", "0", "0.0%")
         assert (row["LiteLLM ready"], row["db"]) == ("yes", "connected")
         assert int(row["keys"]) == len(sql(name, 'SELECT token FROM "LiteLLM_VerificationToken"'))
         spend = float(sql(name, 'SELECT COALESCE(SUM(spend), 0) FROM "LiteLLM_VerificationToken"')[0])

@@ -62,6 +62,14 @@ CASES = {
         {"open_webui_enabled": True, "open_webui_litellm_url": "http://ai-vllm:8000/v1"},
         "open_webui_litellm_url must be the unit's LiteLLM",
     ),
+    "metrics proxy token too short": (
+        {"metrics_proxy_enabled": True, "metrics_proxy_token": "short"},
+        "metrics_proxy_token must come from Ansible Vault: at least 32 characters",
+    ),
+    "metrics proxy on litellm's port": (
+        {"metrics_proxy_enabled": True, "metrics_proxy_port": 12434},
+        "metrics_proxy_port must be 1-65535 and not LiteLLM's port",
+    ),
     "open webui main tag": (
         {"open_webui_enabled": True, "container_images_open_webui": "ghcr.io/open-webui/open-webui:main"},
         "Image 'ghcr.io/open-webui/open-webui:main' is not allowed",

@@ -10,10 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-import docker
 import pytest
 import yaml
-from scenario import PROJECT, playbook
+from scenario import PROJECT, fleet_address, playbook, unit_containers
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS = yaml.safe_load((PROJECT / "inventories/sim/group_vars/thor/generated.yml").read_text())
@@ -33,15 +32,12 @@ STREAM_TOKENS = 600  # about 3 s at vllm-sim's 200 tokens/s: long enough to be i
 
 @pytest.fixture(scope="module")
 def units():
-    """thor-NN -> the unit's container, from the inventory the scenario's create step wrote."""
-    hosts = yaml.safe_load((EPHEMERAL / "fleet-hosts.yml").read_text())["all"]["children"]["thor"]["hosts"]
-    client = docker.from_env()
-    return {unit: client.containers.get(hosts[unit]["ansible_host"]) for unit in UNITS}
+    return unit_containers(UNITS)
 
 
 @pytest.fixture(scope="module")
 def addresses(units):
-    return {unit: next(iter(c.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"] for unit, c in units.items()}
+    return {unit: fleet_address(container) for unit, container in units.items()}
 
 
 @pytest.fixture(scope="module")
