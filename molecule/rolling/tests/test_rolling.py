@@ -27,6 +27,7 @@ NEW_VLLM, NEW_LITELLM = "thorfleet-sim/vllm-sim:0.1.1", "thorfleet-sim/litellm-s
 BROKEN_VLLM = "thorfleet-sim/vllm-sim:0.1.1-broken"
 # rolling_update_batch_size=2: the canary alone, then the other two together.
 BATCHES = (("thor-01",), ("thor-02", "thor-03"))
+KILL_EVENT_GRACE = 1.0
 STREAM_TOKENS = 600  # about 3 s at vllm-sim's 200 tokens/s: long enough to be in flight when a drain starts
 
 
@@ -262,9 +263,12 @@ def test_a_good_update_rolls_through_in_batches_under_a_request_stream(units, ad
         failed = [r for r in mine if not r["ok"]]
         # Failures only while this unit was in its own batch's drain-to-ready window, none outside it:
         # each ended after the drain began, was sent before the unit was back, and was not yet taken up.
+        # Docker logs the kill event after it has delivered the signal, so a request reset on the signal
+        # may end a moment before the event's time: a second's grace.
         assert all(
-            drained <= r["end"] and r["start"] <= back and r.get("responded", drained) >= drained for r in failed
-        ), failed
+            drained - KILL_EVENT_GRACE <= r["end"] and r["start"] <= back and r.get("responded", drained) >= drained
+            for r in failed
+        ), (drained, back, failed)
         # Every request in flight (taken up) when the drain began finished, streams to their last token.
         in_flight = [r for r in mine if r.get("responded", r["end"]) < drained < r["end"]]
         assert any(r["stream"] for r in in_flight), mine
