@@ -243,6 +243,10 @@ def fetch(module, trees, source, keys, timeout):
         if not rels:
             continue
         os.makedirs(root, exist_ok=True)
+        # The list goes in a file, not on stdin: rsync that cannot reach the source exits before reading
+        # stdin, and the write then fails with a broken pipe instead of rsync's own message.
+        with tempfile.NamedTemporaryFile("w", dir=module.tmpdir, suffix=".files", delete=False) as listing:
+            listing.write("\n".join(rels) + "\n")
         # -a keeps links as links (never -L); no -z: safetensors do not compress; --partial keeps a cut-short
         # file so that the next try resumes it; --files-from fetches exactly what the manifest says is needed.
         argv = [
@@ -252,11 +256,12 @@ def fetch(module, trees, source, keys, timeout):
             "--stats",
             f"--timeout={timeout}",
             f"--contimeout={timeout}",
-            "--files-from=-",
+            f"--files-from={listing.name}",
             f"{source.rstrip('/')}/{name}/",
             root.rstrip("/") + "/",
         ]
-        rc, out, err = module.run_command(argv, data="\n".join(rels), binary_data=False)
+        rc, out, err = module.run_command(argv)
+        os.remove(listing.name)
         if rc != 0:
             module.fail_json(msg=f"rsync from {source}/{name} failed ({rc}): {err.strip()[-500:]}", rc=rc)
         stats = {label: int(value.replace(",", "")) for label, value in STAT_LINE.findall(out)}
