@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -12,16 +13,25 @@ import docker
 import yaml
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[1]))
+# Terminal colour and style sequences (CSI ... m) and hyperlinks (OSC 8).
+ANSI = re.compile(r"\x1b\[[0-9;]*m|\x1b\]8;[^\x1b\x07]*(?:\x1b\\|\x07)")
+
+
+def plain(text: str) -> str:
+    """`text` without colour codes: molecule forces colour on everything it starts unless told otherwise."""
+    return ANSI.sub("", text)
 
 
 def playbook(name: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run thorfleet.llm.<name> (or a playbook file, when `name` ends in .yml) with `args` and extra `env`;
-    return (exit code, stdout and stderr together)."""
+    return (exit code, stdout and stderr together, without colour)."""
     inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
     env = {
         **os.environ,
         "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".collections"),
+        # molecule exports ANSIBLE_FORCE_COLOR, which outranks ANSIBLE_NOCOLOR.
         "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
         **(env or {}),
     }
     target = name if name.endswith(".yml") else f"thorfleet.llm.{name}"
@@ -33,7 +43,7 @@ def playbook(name: str, *args: str, env: dict[str, str] | None = None) -> tuple[
         check=False,
         cwd=PROJECT,
     )
-    return run.returncode, run.stdout + run.stderr
+    return run.returncode, plain(run.stdout + run.stderr)
 
 
 def http(host, method: str, url: str, body=None, key: str | None = None) -> tuple[int, object]:
