@@ -21,7 +21,7 @@ from . import CACHE_DIR, REPO_DIR
 from .hfcache import default_files, make_model, safetensors
 
 SOURCES = CACHE_DIR / "sources"
-PROFILES = REPO_DIR / "roles" / "vllm_server" / "defaults" / "main.yml"
+PROFILES = REPO_DIR / "roles" / "thorfleet_defaults" / "defaults" / "main.yml"
 ENCODINGS = ("cl100k_base", "o200k_base")
 # Long enough for every profile's max_model_len, as the real models' configs are.
 MAX_POSITION_EMBEDDINGS = 262144

@@ -1,20 +1,42 @@
-"""Every role's contract: argument_specs equal to defaults, documented, prefixed, tagged."""
+"""Every role's contract: argument_specs equal to defaults, documented, prefixed, tagged; every entry point used is
+declared; the wiring lives in thorfleet_defaults alone."""
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO
 
+
+class SpecLoader(yaml.SafeLoader):
+    """Argument specs mark templated defaults !unsafe: Ansible templates a spec before validating with it, and a
+    default that names a variable not defined yet (a secret on the controller) would fail every play."""
+
+
+SpecLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "meta" / "argument_specs.yml").exists())
+WIRING = "thorfleet_defaults"
+# Roles that compose the service roles (entry points only) rather than run a service of their own.
+COMPOSERS = {"stack", "benchmark"}
+SERVICES = [role for role in ROLES if role != WIRING and role not in COMPOSERS]
+# Where roles are entered: playbooks, roles, scenarios, the simulator's and the tests' playbooks.
+ENTERING = ("playbooks", "roles", "molecule", "sim", "tests")
+YAML_FILES = [path for top in ENTERING for path in (REPO / top).rglob("*.yml")]
 
 
 def load(path: Path):
-    return yaml.safe_load(path.read_text()) or {}
+    return yaml.load(path.read_text(), Loader=SpecLoader) or {}
+
+
+def specs(role):
+    return load(REPO / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
 
 
 def test_every_role_is_covered():
     assert ROLES == [
+        "benchmark",
         "container_images",
         "jetson_runtime",
         "litellm_proxy",
@@ -22,6 +44,8 @@ def test_every_role_is_covered():
         "model_cache",
         "open_webui",
         "postgres",
+        "stack",
+        "thorfleet_defaults",
         "vllm_server",
     ]
 
@@ -29,27 +53,60 @@ def test_every_role_is_covered():
 @pytest.mark.parametrize("role", ROLES)
 def test_argument_specs_equal_defaults(role):
     defaults = load(REPO / "roles" / role / "defaults" / "main.yml")
-    options = load(REPO / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    options = specs(role)["main"]["options"]
     with_default = {name: spec["default"] for name, spec in options.items() if "default" in spec}
     assert with_default == defaults
     # What has no default is required: the secrets, which come from Ansible Vault.
     for name, spec in options.items():
         assert spec.get("description"), f"{name} is undocumented"
-        assert "default" in spec or spec.get("required"), f"{name} has neither a default nor required"
+        optional = name.endswith("_target")  # an entry point's input, with its fallback in the tasks
+        assert "default" in spec or spec.get("required") or optional, f"{name}: no default and not required"
         if spec.get("required"):
             assert spec.get("no_log"), f"required {name} is a secret and must be no_log"
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", [role for role in ROLES if role != WIRING])
 def test_variables_carry_the_role_prefix(role):
-    options = load(REPO / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
-    assert all(name.startswith(f"{role}_") for name in options)
+    for entry in specs(role).values():
+        assert all(name.startswith(f"{role}_") for name in entry.get("options", {})), entry
     internal = load(REPO / "roles" / role / "vars" / "main.yml") if (REPO / "roles" / role / "vars").exists() else {}
     assert all(name.startswith((f"_{role}_", f"__{role}_")) for name in internal)
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_every_role_has_a_preflight_and_tags(role):
+def test_the_wiring_is_thorfleet_or_a_roles_public_contract():
+    others = tuple(f"{role}_" for role in ROLES if role != WIRING)
+    assert all(name.startswith(("thorfleet_", *others)) for name in specs(WIRING)["main"]["options"])
+    assert not (REPO / "roles" / WIRING / "tasks").exists(), "the wiring role holds defaults only"
+
+
+@pytest.mark.parametrize("role", [role for role in ROLES if role != WIRING])
+def test_every_role_depends_on_the_wiring(role):
+    meta = load(REPO / "roles" / role / "meta" / "main.yml")
+    assert {"role": f"thorfleet.llm.{WIRING}"} in meta["dependencies"]
+
+
+@pytest.mark.parametrize("role", [role for role in ROLES if role != WIRING])
+def test_defaults_refer_to_no_other_role(role):
+    """A role's defaults name its own variables and the wiring's, never another role's."""
+    wiring = set(load(REPO / "roles" / WIRING / "defaults" / "main.yml"))
+    # A required option has no default to refer to: it is a secret the inventory gives every role alike.
+    secrets = {
+        name for other in ROLES for name, spec in specs(other)["main"]["options"].items() if spec.get("required")
+    }
+    text = (REPO / "roles" / role / "defaults" / "main.yml").read_text()
+    expressions = re.findall(r"\{\{(.*?)\}\}", text, re.S)
+    named = {word for expr in expressions for word in re.findall(r"\b[a-z][a-z0-9_]*\b", expr)}
+    foreign = {
+        name
+        for name in named
+        for other in ROLES
+        if other not in (role, WIRING) and name.startswith(f"{other}_") and name not in wiring | secrets
+    }
+    assert not foreign, f"{role}'s defaults refer to {sorted(foreign)}: put the shared value in {WIRING}"
+
+
+@pytest.mark.parametrize("role", SERVICES)
+def test_every_service_role_has_a_preflight_and_tags(role):
     tasks = REPO / "roles" / role / "tasks"
     assert (tasks / "preflight.yml").exists()
     main = (tasks / "main.yml").read_text()
@@ -58,8 +115,48 @@ def test_every_role_has_a_preflight_and_tags(role):
         assert f"{role}_{phase}" in main
 
 
+def entered():
+    """(file, role, entry point) for every import_role/include_role with tasks_from in the tree."""
+    found = []
+    for path in YAML_FILES:
+        text = path.read_text()
+        for match in re.finditer(r"name: thorfleet\.llm\.(\w+)\n(\s+)tasks_from: (\w+)", text):
+            found.append((path.relative_to(REPO).as_posix(), match[1], match[3]))
+    return found
+
+
+def test_entry_points_are_found():
+    assert len(entered()) > 20
+
+
+@pytest.mark.parametrize(("where", "role", "entry"), entered())
+def test_every_entry_point_used_is_declared(where, role, entry):
+    """So that argument validation runs wherever a role is entered."""
+    assert entry in specs(role), f"{where} enters {role} at {entry}, which its meta/argument_specs.yml does not declare"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_declared_entry_point_exists(role):
+    for entry in specs(role):
+        assert (entry == "main" and role == WIRING) or (REPO / "roles" / role / "tasks" / f"{entry}.yml").exists()
+
+
+def test_no_roles_defaults_are_loaded_by_path():
+    loaders = [
+        path.relative_to(REPO).as_posix()
+        for path in YAML_FILES
+        if path.relative_to(REPO).parts[0] != "roles" and re.search(r"roles/\w+/(defaults|vars)/", path.read_text())
+    ]
+    assert loaders == []
+
+
+def test_playbooks_hold_no_task_files():
+    assert not (REPO / "playbooks" / "tasks").exists()
+    assert not (REPO / "playbooks" / "vars").exists()
+
+
 def test_profiles_cover_the_seeds():
-    profiles = load(REPO / "roles" / "vllm_server" / "defaults" / "main.yml")["vllm_server_profiles"]
+    profiles = load(REPO / "roles" / WIRING / "defaults" / "main.yml")["vllm_server_profiles"]
     assert set(profiles) == {
         "qwen3-vl-30b-a3b-awq",
         "gpt-oss-120b",

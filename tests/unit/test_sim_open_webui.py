@@ -9,7 +9,7 @@ from thorsim import cli, images
 
 
 def test_the_sim_image_is_the_release_the_role_pins():
-    pinned = yaml.safe_load((REPO / "roles/container_images/defaults/main.yml").read_text())
+    pinned = yaml.safe_load((REPO / "roles/thorfleet_defaults/defaults/main.yml").read_text())
     assert pinned["container_images_open_webui"] == f"ghcr.io/open-webui/open-webui:v{images.OPEN_WEBUI_VERSION}"
     assert f"open-webui=={images.OPEN_WEBUI_VERSION}" in images.OPEN_WEBUI.wheels
     sim = yaml.safe_load((REPO / "inventories/sim/group_vars/thor/main.yml").read_text())

@@ -108,7 +108,7 @@ def test_every_unit_is_back_on_its_own_profile_and_the_benchmark_keys_are_gone(r
         host = unit(name)
         status, models = http(host, "GET", "http://127.0.0.1:12434/v1/models", key=SECRETS["litellm_proxy_master_key"])
         assert status == 200 and [m["id"] for m in models["data"]] == [OWN_MODEL]
-        for alias in ("thorfleet-benchmark", "thorfleet-rolling-smoke"):
+        for alias in ("thorfleet-benchmark", "thorfleet-smoke"):
             url = f"http://127.0.0.1:12434/key/list?key_alias={alias}"
             status, keys = http(host, "GET", url, key=SECRETS["litellm_proxy_master_key"])
             assert status == 200 and keys["total_count"] == 0, (name, alias)

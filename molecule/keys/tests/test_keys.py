@@ -18,6 +18,8 @@ ARTIFACTS = INVENTORY.with_name("inventory.artifacts")  # beside the inventory, 
 KEYS_DIR = ARTIFACTS / "keys"
 ROSTER = PROJECT / "molecule" / "keys" / "roster.csv"
 MODEL = "Qwen3-VL-30B-A3B"
+# The scenario's inventory moves LiteLLM off its default port (hosts.yml): every playbook must follow it.
+PORT = 14434
 ORGANISERS = json.dumps({"keys_organisers": [{"alias": "organiser"}]})
 
 
@@ -38,7 +40,7 @@ def chat(host, key, n=1):
 import json, urllib.request, urllib.error
 out = []
 for _ in range({n}):
-    req = urllib.request.Request("http://127.0.0.1:12434/v1/chat/completions", method="POST",
+    req = urllib.request.Request("http://127.0.0.1:{PORT}/v1/chat/completions", method="POST",
         data=json.dumps({{"model": {MODEL!r}, "messages": [{{"role": "user", "content": "hi"}}],
                           "max_tokens": 2}}).encode(),
         headers={{"Content-Type": "application/json", "Authorization": "Bearer " + {key!r}}})
@@ -61,7 +63,7 @@ def test_handout_lists_every_key_privately(raw_keys):
     attendees = {r["alias"]: r["unit"] for r in rows if r["alias"] in roster}
     assert attendees == roster
     assert {r["unit"] for r in rows if r["alias"] == "organiser"} == {"thor-01", "thor-02"}
-    assert all(r["key"] == raw_keys[r["alias"]] and r["base_url"].endswith(":12434/v1") for r in rows)
+    assert all(r["key"] == raw_keys[r["alias"]] and r["base_url"].endswith(f":{PORT}/v1") for r in rows)
 
 
 def test_the_inventory_holds_only_the_units():

@@ -203,7 +203,7 @@ def test_a_canary_whose_new_image_fails_its_gate_is_rolled_back_and_the_rollout_
     conn = http.client.HTTPConnection(addresses["thor-01"], PORT, timeout=10)
     conn.request(
         "GET",
-        "/key/list?key_alias=thorfleet-rolling-smoke",
+        "/key/list?key_alias=thorfleet-smoke",
         headers={"Authorization": f"Bearer {SECRETS['litellm_proxy_master_key']}"},
     )
     assert json.loads(conn.getresponse().read())["total_count"] == 0
