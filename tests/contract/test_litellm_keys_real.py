@@ -352,7 +352,7 @@ ERROR_BODIES = [
     {"budget_duration": ""},
     {"budget_duration": "x", "tags": ["t"]},
 ]
-# LiteLLM 1.109.1 accepts these; shared/LITELLM_CONTRACT.md (and so litellm-sim) refuses them.
+# LiteLLM 1.109.1 accepts these; docs/litellm-contract.md (and so litellm-sim) refuses them.
 CONTRACT_ONLY_BODIES = [{"key": "sk-has.a.dot-0123456789"}]
 DURATIONS = [
     *("30s", "45s", "1m", "7m", "15m", "1h", "5h", "7h", "24h", "1d", "2d", "7d", "14d", "30d", "90d"),

@@ -15,7 +15,7 @@ import pytest
 VENV_SH = Path(__file__).resolve().parent / "vllm_venv.sh"
 PINNED = re.search(r"^VLLM_VERSION=(\S+)", VENV_SH.read_text(), re.MULTILINE).group(1)
 
-# The seed's command (shared/seeds/000_970d6c7227c50106.txt), as a shell would split it.
+# The seed's command (docs/seeds.md, seed 000), as a shell would split it.
 SEED_QWEN3_VL = shlex.split(
     "cyankiwi/Qwen3-VL-30B-A3B-Instruct-AWQ-4bit --served-model-name Qwen3-VL-30B-A3B "
     "--max-model-len 32768 --tensor-parallel-size 1 --gpu-memory-utilization 0.85 --dtype bfloat16 "

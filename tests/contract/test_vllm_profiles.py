@@ -5,7 +5,7 @@ import shlex
 import pytest
 from rendering import render
 
-# The seed's hand-written command (seeds/000), flag by flag: the Qwen3-VL profile must carry all of it.
+# The seed's hand-written command (docs/seeds.md, seed 000), flag by flag: the Qwen3-VL profile must carry all of it.
 SEED_QWEN_FLAGS = shlex.split(
     """--served-model-name Qwen3-VL-30B-A3B --max-model-len 32768 --tensor-parallel-size 1 --dtype bfloat16
     --kv-cache-dtype fp8 --max-num-seqs 32 --max-num-batched-tokens 32768

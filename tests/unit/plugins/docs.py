@@ -1,11 +1,19 @@
-"""A module's documented options, its doc fragments merged in as ansible-doc does, against its argument spec."""
+"""What ansible-doc shows: a module's documented options (its doc fragments merged in) against its argument spec,
+and the documentation files of the collection's filter and test plugins."""
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import yaml
+from ansible.parsing.plugin_docs import read_docstring
 from ansible_collections.thorfleet.llm.plugins.doc_fragments import litellm as litellm_fragment
 
 FRAGMENTS = {"thorfleet.llm.litellm": litellm_fragment.ModuleDocFragment.DOCUMENTATION}
+PLUGINS = Path(__file__).resolve().parents[3] / "plugins"
+# Jinja plugin kind -> the class a plugin file defines and its method that returns {name: function}.
+JINJA_PLUGINS = {"filter": ("FilterModule", "filters"), "test": ("TestModule", "tests")}
 
 
 def documented_options(documentation: str) -> dict:
@@ -32,3 +40,21 @@ def assert_documented(documentation: str, spec: dict) -> None:
                 compare(doc["suboptions"], option["options"], f"{where}{name}.")
 
     compare(documented_options(documentation), spec, "")
+
+
+def jinja_plugins() -> dict:
+    """Every filter and test plugin as the plugin files return them to Ansible: {(kind, name): function}."""
+    found = {}
+    for kind, (class_name, method) in JINJA_PLUGINS.items():
+        for path in sorted((PLUGINS / kind).glob("*.py")):
+            module = importlib.import_module(f"ansible_collections.thorfleet.llm.plugins.{kind}.{path.stem}")
+            plugins = getattr(getattr(module, class_name)(), method)()
+            found.update({(kind, name): function for name, function in plugins.items()})
+    return found
+
+
+def jinja_plugin_documentation(kind: str, name: str) -> dict:
+    """A filter or test plugin's documentation file (plugins/<kind>/<name>.yml), read as ansible-doc reads it."""
+    path = PLUGINS / kind / f"{name}.yml"
+    assert path.exists(), f"{kind} plugin {name} has no documentation file {path.relative_to(PLUGINS.parent)}"
+    return read_docstring(str(path), ignore_errors=False)

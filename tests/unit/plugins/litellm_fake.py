@@ -1,6 +1,6 @@
 """An in-process LiteLLM admin API that stands in for `open_url`: keeps keys, records every request.
 
-It answers as ../shared/LITELLM_CONTRACT.md says LiteLLM 1.109.1 does, traps included: keys stored by
+It answers as docs/litellm-contract.md says LiteLLM 1.109.1 does, traps included: keys stored by
 sha256 only, unique aliases (400), a duplicate custom key answered 200 with nothing stored, patch
 semantics on update with metadata replaced, `budget_duration` restarting the budget window and `duration`
 moving `expires` whenever they are sent, deleted keys answering /key/info with status deleted, 404 for

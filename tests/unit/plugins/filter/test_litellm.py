@@ -1,0 +1,56 @@
+"""The LiteLLM filters: per-1M-token prices as per-token prices, and LiteLLM's model_list."""
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.thorfleet.llm.plugins.filter import litellm
+
+
+@pytest.mark.parametrize(
+    ("per_million", "per_token"), [(0.20, 2e-07), (1.00, 1e-06), ("0.15", 1.5e-07), (0, 0.0), (3, 3e-06)]
+)
+def test_per_token_is_exact(per_million, per_token):
+    assert litellm.per_token(per_million) == per_token
+
+
+@pytest.mark.parametrize("bad", [-1, "abc", float("nan"), float("inf"), None])
+def test_per_token_refuses_what_is_not_a_price(bad):
+    with pytest.raises(AnsibleFilterError):
+        litellm.per_token(bad)
+
+
+def test_model_list_is_litellm_shaped():
+    models = [
+        {"model_name": "M", "api_base": "http://ai-vllm:8000/v1", "input_cost_per_million": 0.2},
+        {"model_name": "N", "backend_model": "n-served", "api_base": "http://x:8000/v1", "output_cost_per_million": 1},
+    ]
+    assert litellm.litellm_model_list(models) == [
+        {
+            "model_name": "M",
+            "litellm_params": {
+                "model": "openai/M",
+                "api_base": "http://ai-vllm:8000/v1",
+                "api_key": "os.environ/VLLM_API_KEY",
+                "input_cost_per_token": 2e-07,
+                "output_cost_per_token": 0.0,
+            },
+        },
+        {
+            "model_name": "N",
+            "litellm_params": {
+                "model": "openai/n-served",
+                "api_base": "http://x:8000/v1",
+                "api_key": "os.environ/VLLM_API_KEY",
+                "input_cost_per_token": 0.0,
+                "output_cost_per_token": 1e-06,
+            },
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [([], "non-empty list"), ([{"model_name": "M"}], "model #1 lacks api_base"), (["M"], "lacks model_name")],
+)
+def test_model_list_refuses_incomplete_models(models, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        litellm.litellm_model_list(models)
