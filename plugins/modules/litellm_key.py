@@ -478,7 +478,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.thorfleet.llm.plugins.module_utils.litellm import (
+from ansible_collections.thorfleet.llm.plugins.module_utils._litellm import (
     CONNECTION_SPEC,
     MANAGED_MARKER,
     MAX_CONCURRENCY,

@@ -1,4 +1,4 @@
-"""The LiteLLM admin API client (module_utils/litellm.py) against an in-process fake of the proxy."""
+"""The LiteLLM admin API client (module_utils/_litellm.py) against an in-process fake of the proxy."""
 
 import hashlib
 import json
@@ -6,8 +6,8 @@ import ssl
 from urllib.error import URLError
 
 import pytest
-from ansible_collections.thorfleet.llm.plugins.module_utils import litellm as litellm_utils
-from ansible_collections.thorfleet.llm.plugins.module_utils.litellm import (
+from ansible_collections.thorfleet.llm.plugins.module_utils import _litellm as litellm_utils
+from ansible_collections.thorfleet.llm.plugins.module_utils._litellm import (
     LiteLLMClient,
     LiteLLMError,
     custom_key_error,

@@ -672,7 +672,7 @@ def test_bulk_runs_at_most_concurrency_requests_at_once(run_module, fake):
             with lock:
                 state["now"] -= 1
 
-    from ansible_collections.thorfleet.llm.plugins.module_utils import litellm as litellm_utils
+    from ansible_collections.thorfleet.llm.plugins.module_utils import _litellm as litellm_utils
 
     litellm_utils.open_url = slow  # undone by the `fake` fixture's monkeypatch
     result = run_module({"keys": roster(40), "concurrency": 4})
