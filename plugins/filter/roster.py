@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.thorfleet.llm.plugins.module_utils._litellm import duration_error
+from ansible_collections.thorfleet.llm.plugins.module_utils._litellm_keys import duration_error
 
 ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
 INTEGER_LIMITS = ("rpm_limit", "tpm_limit", "max_parallel_requests")

@@ -9,6 +9,7 @@ import time
 
 import pytest
 import yaml
+from ansible_collections.thorfleet.llm.plugins.module_utils._litellm_keys import SETTINGS
 from ansible_collections.thorfleet.llm.plugins.modules import litellm_key
 
 from ..docs import assert_documented
@@ -759,6 +760,10 @@ def test_documentation_matches_the_argument_spec():
     assert spec["master_key"]["no_log"] and spec["key"]["no_log"] and spec["keys"]["options"]["key"]["no_log"]
     yaml.safe_load(litellm_key.EXAMPLES)
     assert set(yaml.safe_load(litellm_key.RETURN)) >= {"key", "token", "key_alias", "changed_fields", "results"}
+
+
+def test_every_setting_the_engine_manages_is_an_option():
+    assert tuple(litellm_key.KEY_SETTINGS_SPEC) == SETTINGS
 
 
 def test_the_api_url_default_is_the_units_port():
