@@ -43,8 +43,14 @@ DURATION_WORDS = {"hourly": "1h", "daily": "24h", "weekly": "7d", "monthly": "30
 _DURATION_RE = re.compile(r"^([0-9]+)(mo|s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 31 * 86400}
 
-# litellm.secret_managers.base_secret_manager._UNSAFE_SECRET_NAME_PATTERN, which every key_alias must pass.
-_UNSAFE_ALIAS_RE = re.compile("(^|/)\\.\\.(/|$)|[\x00-\x1f\x7f-\x9f\u0085\u2028\u2029]")
+# The one key_alias rule: the module, the roster filter and (as the test plugin thorfleet.llm.key_alias) the
+# role preflights use it. LiteLLM 1.109.1 always refuses control characters and a '..' path segment; with
+# litellm_settings.enable_key_alias_format_validation it also requires its _KEY_ALIAS_PATTERN
+# (key_management_endpoints.py: 2-255 characters, [a-zA-Z0-9_-/.@], a letter or digit first and last).
+# Aliases written here pass both, so an operator may turn that validation on. '/' is left out, which rules
+# out path segments, and none of these characters needs quoting in the handout CSV.
+_KEY_ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,253}[A-Za-z0-9]")
+KEY_ALIAS_RULE = "2 to 255 letters, digits, '_', '.', '@' or '-', with a letter or digit first and last"
 
 # Per-key settings, as LiteLLM names them. `duration` is create-only (LiteLLM keeps `expires`, not it).
 SETTINGS = (
@@ -157,11 +163,15 @@ def custom_key_error(raw_key: object) -> str | None:
     return None
 
 
+def is_key_alias(value: object) -> bool:
+    return isinstance(value, str) and _KEY_ALIAS_RE.fullmatch(value) is not None
+
+
 def key_alias_error(alias: object) -> str | None:
     if not isinstance(alias, str) or not alias.strip():
         return "key_alias must be a non-empty string"
-    if _UNSAFE_ALIAS_RE.search(alias):
-        return f"key_alias {alias!r} must not contain control characters or a '..' path segment"
+    if not is_key_alias(alias):
+        return f"key_alias {alias!r} must be {KEY_ALIAS_RULE}"
     return None
 
 

@@ -46,6 +46,9 @@ options:
     description:
       - The name that identifies the key (for example the attendee's user name). It must be unique on the
         proxy, because LiteLLM refuses a second key with the same alias.
+      - 2 to 255 letters, digits, C(_), C(.), C(@) or C(-), with a letter or digit first and last, so that LiteLLM
+        takes it even with C(litellm_settings.enable_key_alias_format_validation) on. Roles check aliases with
+        the same rule, the test P(thorfleet.llm.key_alias#test).
       - Required unless O(keys) is given. Mutually exclusive with O(keys).
     type: str
   key:
@@ -219,8 +222,8 @@ options:
     default: false
 notes:
   - The input is checked before any request is sent. The module refuses negative limits and budgets, a
-    O(budget_duration) or O(duration) that LiteLLM would not parse, a malformed O(key), and duplicate aliases
-    or raw keys in O(keys).
+    O(budget_duration) or O(duration) that LiteLLM would not parse, a malformed O(key) or O(key_alias), and
+    duplicate aliases or raw keys in O(keys).
   - The module decides on HTTP statuses only. A 404 from C(/key/info), or a key whose status is
     C(deleted), means that the key is absent. Any other error fails the task with the status, the proxy's
     message and the request path. Raw keys are redacted from every message.

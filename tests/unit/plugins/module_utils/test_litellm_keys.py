@@ -1,5 +1,6 @@
 """The key engine's rules and its pure planner (module_utils/_litellm_keys.py), table-driven, without a proxy."""
 
+import re
 from datetime import datetime, timezone
 
 import pytest
@@ -9,6 +10,7 @@ from ansible_collections.thorfleet.llm.plugins.module_utils._litellm_keys import
     custom_key_error,
     duration_error,
     exclusive_extras,
+    is_key_alias,
     key_alias_error,
     plan_key,
 )
@@ -58,11 +60,33 @@ def test_custom_keys():
         assert bad not in custom_key_error(bad)
 
 
-def test_key_aliases():
-    assert key_alias_error("alice") is None
-    assert key_alias_error("release-1.0..2") is None
-    for bad in ("", "   ", None, "a\nb", "a\tb", "../x", "x/..", "..", "a\u2028b"):
-        assert key_alias_error(bad), repr(bad)
+# LiteLLM 1.109.1's own rules (key_management_endpoints._validate_key_alias_format): always
+# base_secret_manager._UNSAFE_SECRET_NAME_PATTERN, and _KEY_ALIAS_PATTERN once format validation is turned on.
+LITELLM_UNSAFE = re.compile("(^|/)\\.\\.(/|$)|[\x00-\x1f\x7f-\x9f\u0085\u2028\u2029]")
+LITELLM_FORMAT = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_\-/\.@]{0,253}[a-zA-Z0-9]$")
+GOOD_ALIASES = [
+    "alice",
+    "ab",
+    "open-webui",
+    "alice@example.com",
+    "thor-01.organiser",
+    "a_b",
+    "release-1.0..2",
+    "x" * 255,
+]
+BAD_ALIASES = ["", "   ", None, 7, "a", "x" * 256, "a b", "a\nb", "alice\n", "a\tb", "../x", "x/..", "..", "a/b"]
+BAD_ALIASES += ["a\u2028b", "-alice", "alice-", ".alice", "alice.", "alice+tag@example.com", "al,ice", "älice"]
+
+
+@pytest.mark.parametrize("alias", GOOD_ALIASES)
+def test_key_aliases_the_collection_takes_pass_litellms_checks(alias):
+    assert key_alias_error(alias) is None and is_key_alias(alias)
+    assert LITELLM_FORMAT.fullmatch(alias) and not LITELLM_UNSAFE.search(alias)
+
+
+@pytest.mark.parametrize("alias", BAD_ALIASES)
+def test_key_aliases_refused(alias):
+    assert key_alias_error(alias) and not is_key_alias(alias), repr(alias)
 
 
 # --- the planner ----------------------------------------------------------------------------------------

@@ -529,7 +529,8 @@ def test_custom_keys_disabled_on_the_proxy_is_403(run_module, fake):
         ({"key": "sk-short"}, "at least 16 characters"),
         ({"key": "sk-0123456789abc$ef"}, "only use letters, digits"),
         ({"key": "sk-" + "a" * 98}, "at most 100 characters"),
-        ({"key_alias": "bad\nalias"}, "control characters"),
+        ({"key_alias": "bad\nalias"}, "key_alias 'bad\\nalias' must be 2 to 255 letters, digits"),
+        ({"key_alias": "alice+1"}, "key_alias 'alice+1' must be 2 to 255 letters, digits"),
         ({"key_alias": "  "}, "non-empty"),
         ({"metadata": {"thorfleet_managed": False}}, "metadata.thorfleet_managed is reserved"),
         ({"models": [""]}, "models must be non-empty names"),
@@ -606,12 +607,12 @@ def test_bulk_updates_only_what_differs(run_module, fake):
 
 
 def test_bulk_entries_override_the_top_level_defaults(run_module, fake):
-    entries = [{"key_alias": "a"}, {"key_alias": "b", "rpm_limit": 99, "metadata": {"own": True}}]
+    entries = [{"key_alias": "ann"}, {"key_alias": "bob", "rpm_limit": 99, "metadata": {"own": True}}]
     run_module({"keys": entries, "rpm_limit": 10, "models": ["qwen"], "metadata": {"shared": True}})
-    assert (fake.row("a")["rpm_limit"], fake.row("b")["rpm_limit"]) == (10, 99)
-    assert fake.row("a")["models"] == fake.row("b")["models"] == ["qwen"]
-    assert fake.row("a")["metadata"] == {"shared": True, **MARK}
-    assert fake.row("b")["metadata"] == {"own": True, **MARK}
+    assert (fake.row("ann")["rpm_limit"], fake.row("bob")["rpm_limit"]) == (10, 99)
+    assert fake.row("ann")["models"] == fake.row("bob")["models"] == ["qwen"]
+    assert fake.row("ann")["metadata"] == {"shared": True, **MARK}
+    assert fake.row("bob")["metadata"] == {"own": True, **MARK}
 
 
 def test_bulk_state_absent_entries_and_top_level_state(run_module, fake):
@@ -731,10 +732,13 @@ def test_bulk_fails_at_once_when_the_listing_fails(run_module, fake):
 @pytest.mark.parametrize(
     ("entries", "message"),
     [
-        ([{"key_alias": "a"}, {"key_alias": "b"}, {"key_alias": "a"}], "duplicate key_alias in keys: a"),
-        ([{"key_alias": "a", "key": ALICE}, {"key_alias": "b", "key": ALICE}], "the same raw key is given for several"),
-        ([{"key_alias": "a", "rpm_limit": -3}], "keys[0] (key_alias 'a'): rpm_limit must be 0 or more"),
-        ([{"key_alias": "a"}, {"key_alias": "b", "budget_duration": "monthlyish"}], "keys[1] (key_alias 'b')"),
+        ([{"key_alias": "ann"}, {"key_alias": "bob"}, {"key_alias": "ann"}], "duplicate key_alias in keys: ann"),
+        (
+            [{"key_alias": "ann", "key": ALICE}, {"key_alias": "bob", "key": ALICE}],
+            "the same raw key is given for several",
+        ),
+        ([{"key_alias": "ann", "rpm_limit": -3}], "keys[0] (key_alias 'ann'): rpm_limit must be 0 or more"),
+        ([{"key_alias": "ann"}, {"key_alias": "bob", "budget_duration": "monthlyish"}], "keys[1] (key_alias 'bob')"),
         ([{"rpm_limit": 1}], "missing required arguments: key_alias"),
     ],
 )
