@@ -71,8 +71,9 @@ UPDATABLE = tuple(name for name in SETTINGS if name != "duration")
 NON_NEGATIVE_INTS = ("rpm_limit", "tpm_limit", "max_parallel_requests")
 NON_NEGATIVE_FLOATS = ("max_budget", "soft_budget")
 
-# Metadata entries LiteLLM writes itself (other key settings folded into metadata, and the immutable
-# service_account_id): carried over when the module sends the metadata whole.
+# Metadata entries LiteLLM writes itself, carried over when the module sends the metadata whole. LiteLLM 1.109.1
+# folds these key settings into metadata (litellm/proxy/_types.py: LiteLLM_ManagementEndpoint_MetadataFields,
+# then ..._Premium) and keeps LiteLLM_Reserved_Metadata_Fields immutable once set (400 on a change).
 SERVER_METADATA_FIELDS = frozenset(
     {
         "model_rpm_limit",
@@ -88,6 +89,14 @@ SERVER_METADATA_FIELDS = frozenset(
         "enforced_params",
         "temp_budget_increase",
         "temp_budget_expiry",
+        "allowed_vector_store_indexes",
+        "enforced_batch_output_expires_after",
+        "enforced_file_expires_after",
+        "throttle_on_budget_exceeded",
+        "enable_prompt_caching",
+        "end_user_budget_id",
+        "require_trace_id",
+        # premium
         "disable_global_guardrails",
         "guardrails",
         "policies",
@@ -98,6 +107,7 @@ SERVER_METADATA_FIELDS = frozenset(
         "secret_manager_settings",
         "allowed_passthrough_routes",
         "denied_passthrough_routes",
+        # reserved
         "service_account_id",
     }
 )

@@ -244,6 +244,34 @@ def test_metadata_litellm_keeps_for_itself_is_carried_over(run_module, fake):
     assert run_module({"key_alias": "alice", "metadata": {"email": "new"}})["changed"] is False
 
 
+# LiteLLM 1.109.1, litellm/proxy/_types.py: LiteLLM_ManagementEndpoint_MetadataFields, ..._Premium and
+# LiteLLM_Reserved_Metadata_Fields: what the proxy keeps in a key's metadata for itself.
+LITELLM_METADATA_FIELDS = [
+    *("model_rpm_limit", "model_tpm_limit", "model_itpm_limit", "model_otpm_limit", "default_estimated_output_tokens"),
+    *("default_estimated_output_tokens_per_model", "mcp_rpm_limit", "tag_rpm_limit", "rpm_limit_type"),
+    *(
+        "tpm_limit_type",
+        "enforced_params",
+        "temp_budget_increase",
+        "temp_budget_expiry",
+        "allowed_vector_store_indexes",
+    ),
+    *("enforced_batch_output_expires_after", "enforced_file_expires_after", "throttle_on_budget_exceeded"),
+    *("enable_prompt_caching", "end_user_budget_id", "require_trace_id"),
+    *("disable_global_guardrails", "guardrails", "policies", "tags", "team_member_key_duration", "prompts"),
+    *("logging", "secret_manager_settings", "allowed_passthrough_routes", "denied_passthrough_routes"),
+    "service_account_id",
+]
+
+
+def test_every_metadata_field_litellm_keeps_is_carried_over(run_module, fake):
+    kept = {name: f"{name}-value" for name in LITELLM_METADATA_FIELDS}
+    fake.add_key(ALICE, key_alias="alice", metadata={**kept, "email": "old", **MARK})
+    run_module({"key_alias": "alice", "metadata": {"email": "new"}})
+    assert fake.calls("POST", "/key/update")[0].body["metadata"] == {**kept, "email": "new", **MARK}
+    assert run_module({"key_alias": "alice", "metadata": {"email": "new"}})["changed"] is False
+
+
 def test_omitted_metadata_is_left_alone_except_for_the_marker(run_module, fake):
     fake.add_key(ALICE, key_alias="alice", metadata={"set": "elsewhere"})
     result = run_module({"key_alias": "alice"})
