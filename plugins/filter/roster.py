@@ -50,9 +50,13 @@ def roster_keys(rows, units, defaults=None):
             raise AnsibleFilterError(f"{where}: alias {alias!r} is missing")
         if not is_key_alias(alias):
             raise AnsibleFilterError(f"{where}: alias {alias!r} must be {KEY_ALIAS_RULE}")
-        if alias in seen:
-            raise AnsibleFilterError(f"{where}: alias {alias!r} is already used by row {seen[alias]}")
-        seen[alias] = number
+        # LiteLLM tells "Alice" from "alice"; people reading the handout do not.
+        if alias.lower() in seen:
+            first, earlier = seen[alias.lower()]
+            if first == alias:
+                raise AnsibleFilterError(f"{where}: alias {alias!r} is already used by row {earlier}")
+            raise AnsibleFilterError(f"{where}: alias {alias!r} differs only in case from {first!r} in row {earlier}")
+        seen[alias.lower()] = (alias, number)
         if unit not in known:
             raise AnsibleFilterError(f"{where} ({alias}): unit {unit!r} is not in the inventory")
         settings = dict(defaults)

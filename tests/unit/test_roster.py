@@ -35,6 +35,14 @@ def test_rows_get_defaults_then_their_own_overrides():
             [{"alias": "ann", "unit": "thor-01"}, {"alias": "ann", "unit": "thor-02"}],
             "row 2: alias 'ann' is already used by row 1",
         ),
+        (
+            [
+                {"alias": "Alice", "unit": "thor-01"},
+                {"alias": "bob", "unit": "thor-01"},
+                {"alias": "alice", "unit": "thor-02"},
+            ],
+            "roster row 3: alias 'alice' differs only in case from 'Alice' in row 1",
+        ),
         ([{"alias": "ann", "unit": "thor-99"}], "roster row 1 (ann): unit 'thor-99' is not in the inventory"),
         ([{"alias": "ann", "unit": "thor-01", "rpm_limit": "-1"}], "(ann) rpm_limit: '-1' must be 0 or more"),
         ([{"alias": "ann", "unit": "thor-01", "tpm_limit": "lots"}], "(ann) tpm_limit: 'lots' is not a whole number"),
