@@ -31,6 +31,9 @@ from ansible_collections.thorfleet.llm.plugins.module_utils._litellm import (
 
 UTC = timezone.utc  # noqa: UP017 - datetime.UTC needs Python 3.11; managed hosts may run older ones
 
+# Metadata entry naming who owns a managed key (the `owner` option), so that `exclusive` spares the keys of others.
+OWNER_MARKER = "thorfleet_owner"
+
 # --- rules ----------------------------------------------------------------------------------------------
 
 # A caller-chosen key: `sk-` + [A-Za-z0-9_-], 16 to 100 characters.
@@ -189,16 +192,20 @@ def key_alias_error(alias: object) -> str | None:
 
 
 def entries_from(params):
-    """The keys to reconcile, each {key_alias, key, state, <settings given>}; top-level settings are
-    defaults for the entries of `keys`."""
+    """The keys to reconcile, each {key_alias, key, state, owner, <settings given>}; top-level settings are
+    defaults for the entries of `keys`, and the owner is the call's."""
     defaults = {name: params[name] for name in SETTINGS if params.get(name) is not None}
+    owner = params.get("owner")
     if params.get("keys") is None:
-        return [dict(key_alias=params["key_alias"], key=params.get("key"), state=params["state"], **defaults)]
+        return [
+            dict(key_alias=params["key_alias"], key=params.get("key"), state=params["state"], owner=owner, **defaults)
+        ]
     entries = []
     for item in params["keys"]:
         entry = dict(defaults)
         entry.update({name: item[name] for name in SETTINGS if item.get(name) is not None})
         entry.update(key_alias=item["key_alias"], key=item.get("key"), state=item.get("state") or params["state"])
+        entry["owner"] = owner
         entries.append(entry)
     return entries
 
@@ -233,6 +240,8 @@ def entry_errors(entry):
     if metadata is not None:
         if metadata.get(MANAGED_MARKER, True) is not True:
             errors.append(f"metadata.{MANAGED_MARKER} is reserved: the module always sets it to true")
+        if OWNER_MARKER in metadata and (entry.get("owner") is None or metadata[OWNER_MARKER] != entry["owner"]):
+            errors.append(f"metadata.{OWNER_MARKER} is reserved: the module sets it from owner")
         try:
             json.dumps(metadata)
         except (TypeError, ValueError) as exc:
@@ -248,6 +257,8 @@ def input_errors(params, entries):
         errors.append("retries must be 0 or more")
     if not 1 <= params["concurrency"] <= MAX_CONCURRENCY:
         errors.append(f"concurrency must be between 1 and {MAX_CONCURRENCY}")
+    if params.get("owner") is not None and not params["owner"].strip():
+        errors.append("owner must not be empty: leave it out for keys without an owner")
     if params["exclusive"] and params.get("keys") is None:
         errors.append("exclusive needs keys: it removes managed keys that keys does not list")
     bulk = params.get("keys") is not None
@@ -289,17 +300,25 @@ def diff_view(view):
     return {name: value for name, value in (view or {}).items() if name not in DIFF_IGNORED}
 
 
-def whole_metadata(wanted, stored):
+def whole_metadata(wanted, stored, owner=None):
     """The metadata to store: what was asked for (or, if nothing was, what is stored), the fields LiteLLM
-    keeps in metadata carried over, and the marker."""
+    keeps in metadata and the stored owner carried over, the marker, and the owner when one is given."""
     stored = stored if isinstance(stored, dict) else {}
     if wanted is None:
         metadata = dict(stored)
     else:
-        metadata = {name: value for name, value in stored.items() if name in SERVER_METADATA_FIELDS}
+        kept = SERVER_METADATA_FIELDS | {OWNER_MARKER}
+        metadata = {name: value for name, value in stored.items() if name in kept}
         metadata.update(wanted)
     metadata[MANAGED_MARKER] = True
+    if owner is not None:
+        metadata[OWNER_MARKER] = owner
     return metadata
+
+
+def owner_of(row):
+    metadata = row.get("metadata")
+    return metadata.get(OWNER_MARKER) if isinstance(metadata, dict) else None
 
 
 def same(name, wanted, stored):
@@ -317,7 +336,7 @@ def changes_for(entry, view):
     changes = {}
     for name in UPDATABLE:
         if name == "metadata":
-            metadata = whole_metadata(entry.get("metadata"), view.get("metadata"))
+            metadata = whole_metadata(entry.get("metadata"), view.get("metadata"), entry.get("owner"))
             if metadata != view.get("metadata"):
                 changes["metadata"] = metadata
         elif entry.get(name) is not None and not same(name, entry[name], view.get(name)):
@@ -334,7 +353,7 @@ def generate_body(entry):
     for name in SETTINGS:
         if name != "metadata" and entry.get(name) is not None:
             body[name] = entry[name]
-    body["metadata"] = whole_metadata(entry.get("metadata") or {}, {})
+    body["metadata"] = whole_metadata(entry.get("metadata") or {}, {}, entry.get("owner"))
     return body
 
 
@@ -462,12 +481,18 @@ def plan_key(entry, by_hash, alias_rows, alias_conflict="fail", now=None):
     )
 
 
-def exclusive_extras(stored, entries):
-    """The managed keys `exclusive` removes: those whose alias and hash no entry lists."""
+def exclusive_extras(stored, entries, owner=None):
+    """The managed keys `exclusive` removes: those of `owner` (None: of no owner) whose alias and hash no
+    entry lists."""
     aliases = {entry["key_alias"] for entry in entries}
     tokens = {hash_key(entry["key"]) for entry in entries if entry.get("key")}
     return [
-        row for row in stored if is_managed(row) and row.get("key_alias") not in aliases and row["token"] not in tokens
+        row
+        for row in stored
+        if is_managed(row)
+        and owner_of(row) == owner
+        and row.get("key_alias") not in aliases
+        and row["token"] not in tokens
     ]
 
 
@@ -575,7 +600,7 @@ class KeyEngine:
 
     # --- a roster ------------------------------------------------------------------------------------
 
-    def run_bulk(self, entries, exclusive=False, concurrency=8):
+    def run_bulk(self, entries, exclusive=False, concurrency=8, owner=None):
         try:
             stored = self.client.list_all_keys()
         except LiteLLMError as exc:
@@ -596,7 +621,7 @@ class KeyEngine:
                 message = self.client.redact(f"{type(exc).__name__}: {exc}")
                 return dict(key_alias=entry["key_alias"], token=token, action="failed", changed=False, msg=message)
 
-        extras = exclusive_extras(stored, entries) if exclusive else []
+        extras = exclusive_extras(stored, entries, owner) if exclusive else []
         batches = [extras[start : start + DELETE_BATCH] for start in range(0, len(extras), DELETE_BATCH)]
         workers = max(1, min(concurrency, len(entries) + len(batches)))
         with ThreadPoolExecutor(max_workers=workers) as pool:

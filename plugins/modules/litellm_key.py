@@ -25,7 +25,7 @@ description:
     window whenever it receives one) and O(duration) is never sent to an existing key (see O(duration)).
     O(metadata) is sent whole, because LiteLLM replaces the stored metadata.
   - Every key this module writes carries C(thorfleet_managed=true) in its metadata. O(exclusive) deletes only
-    keys carrying that marker.
+    keys carrying that marker, and only those of the same O(owner).
   - Heals a proxy whose database was lost. When a supplied O(key) is found neither by its hash nor by its
     alias, the key is created again with the same raw key, so clients holding it keep working.
   - Give O(keys) instead of O(key_alias) to reconcile a whole roster in one task. The module lists every
@@ -133,9 +133,11 @@ options:
     description:
       - Free-form metadata stored with the key, for example the attendee's email and unit.
       - Sent whole whenever it differs, because LiteLLM replaces the stored metadata. C(thorfleet_managed=true)
-        is always added. Metadata fields that LiteLLM itself keeps there (for example C(model_rpm_limit),
-        C(guardrails), C(tags) and C(service_account_id)) are carried over unless you set them.
-      - When omitted, the stored metadata is left as it is, and only the marker is added if it is missing.
+        is always added, and C(thorfleet_owner) when O(owner) is set. Metadata fields that LiteLLM itself keeps
+        there (for example C(model_rpm_limit), C(guardrails), C(tags) and C(service_account_id)) are carried over
+        unless you set them, and so is a stored C(thorfleet_owner) when O(owner) is omitted.
+      - When omitted, the stored metadata is left as it is, and only the marker (and the O(owner)) is added if it
+        is missing.
     type: dict
   user_id:
     description:
@@ -208,6 +210,15 @@ options:
       blocked:
         description: See O(blocked).
         type: bool
+  owner:
+    description:
+      - Who owns the keys this task writes, for example the role that issues them (V(open_webui)). It is stored in
+        each key's metadata as C(thorfleet_owner), which is reserved like C(thorfleet_managed), and it limits
+        O(exclusive) to keys of this owner.
+      - With O(keys), it applies to every entry.
+      - When omitted, the owner stored with a key is left as it is, and O(exclusive) deletes only keys without
+        an owner.
+    type: str
   concurrency:
     description:
       - With O(keys), the most requests in flight at once, from 1 to 64.
@@ -216,8 +227,9 @@ options:
   exclusive:
     description:
       - With O(keys), also delete every key carrying the C(thorfleet_managed) marker whose alias (and raw key)
-        is not in O(keys). Keys created by other means are never touched.
-      - With an empty O(keys), this deletes every key the collection manages.
+        is not in O(keys) and whose owner (C(thorfleet_owner)) is O(owner); without O(owner), keys that have no
+        owner. Keys created by other means, and keys of another owner, are never touched.
+      - With an empty O(keys), this deletes every key the collection manages for O(owner).
     type: bool
     default: false
 notes:
@@ -291,6 +303,13 @@ EXAMPLES = r"""
     exclusive: true
   no_log: true
   register: roster_keys
+
+- name: A role's own key, which a roster run with exclusive (and no owner) never deletes
+  thorfleet.llm.litellm_key:
+    master_key: "{{ litellm_master_key }}"
+    key_alias: open-webui
+    key: "{{ vault_keys['open-webui'] }}"
+    owner: open_webui
 
 - name: Summary of the roster run
   ansible.builtin.debug:
@@ -380,7 +399,7 @@ key_info:
       description: The requested O(duration), present only on a key created in this run.
       type: str
     metadata:
-      description: The stored metadata, C(thorfleet_managed) included.
+      description: The stored metadata, C(thorfleet_managed) included, and C(thorfleet_owner) for a key with an owner.
       type: dict
     user_id:
       description: Owning user.
@@ -510,6 +529,7 @@ def argument_spec():
         state=dict(type="str", choices=["present", "absent"], default="present"),
         alias_conflict=dict(type="str", choices=["fail", "replace"], default="fail"),
         keys=dict(type="list", elements="dict", options=entry),
+        owner=dict(type="str"),
         concurrency=dict(type="int", default=8),
         exclusive=dict(type="bool", default=False),
         **KEY_SETTINGS_SPEC,
@@ -535,7 +555,7 @@ def main():
     if params.get("keys") is None:
         output = engine.run_single(entries[0])
     else:
-        output = engine.run_bulk(entries, params["exclusive"], params["concurrency"])
+        output = engine.run_bulk(entries, params["exclusive"], params["concurrency"], params["owner"])
     for warning in engine.shown_warnings():
         module.warn(warning)
     if output.pop("failed", False):

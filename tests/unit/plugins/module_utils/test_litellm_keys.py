@@ -235,6 +235,32 @@ def test_a_key_that_expires_later_is_no_warning():
     assert plan.warnings == []
 
 
+@pytest.mark.parametrize(
+    ("owner", "removed"),
+    [(None, ["gone"]), ("open_webui", ["webui-gone"]), ("nobody", [])],
+)
+def test_exclusive_removes_only_the_unlisted_keys_of_its_owner(owner, removed):
+    webui = {**MARK, "thorfleet_owner": "open_webui"}
+    keys = [
+        stored(ALICE, "alice"),
+        stored("sk-gone-0123456789abcdef", "gone"),
+        {**stored("sk-webui-0123456789abcdef", "webui"), "metadata": webui},
+        {**stored("sk-webui-gone-0123456789abcdef", "webui-gone"), "metadata": webui},
+    ]
+    wanted = [entry("alice", owner=owner), entry("webui", owner=owner)]
+    assert [row["key_alias"] for row in exclusive_extras(keys, wanted, owner)] == removed
+
+
+def test_an_owner_goes_into_the_metadata_and_a_stored_one_stays_without_one():
+    created = plan_key(entry(owner="open_webui", metadata={"unit": "u1"}), None, [], now=NOW)
+    assert created.body["metadata"] == {"unit": "u1", "thorfleet_owner": "open_webui", **MARK}
+    owned = {**stored(ALICE, "alice"), "metadata": {"unit": "u1", "thorfleet_owner": "open_webui", **MARK}}
+    kept = plan_key(entry(metadata={"unit": "u2"}), None, [owned], now=NOW)
+    assert kept.changes == {"metadata": {"unit": "u2", "thorfleet_owner": "open_webui", **MARK}}
+    moved = plan_key(entry(owner="other"), None, [owned], now=NOW)
+    assert moved.changes["metadata"]["thorfleet_owner"] == "other"
+
+
 def test_exclusive_removes_only_unlisted_managed_keys():
     keys = [
         stored(ALICE, "alice"),

@@ -783,6 +783,69 @@ def test_bulk_key_and_keys_are_exclusive(run_module, fake):
     assert "mutually exclusive" in result["msg"]
 
 
+# --- owner ----------------------------------------------------------------------------------------------
+
+OWNED = {"thorfleet_owner": "open_webui", **MARK}
+
+
+def test_a_key_with_an_owner_carries_it_in_its_metadata(run_module, fake):
+    created = run_module({"key_alias": "open-webui", "key": ALICE, "owner": "open_webui", "metadata": {"unit": "u1"}})
+    assert fake.calls("POST", "/key/generate")[0].body["metadata"] == {"unit": "u1", **OWNED}
+    assert created["key_info"]["metadata"] == {"unit": "u1", **OWNED}
+    again = run_module({"key_alias": "open-webui", "key": ALICE, "owner": "open_webui", "metadata": {"unit": "u1"}})
+    assert again["changed"] is False
+
+
+def test_without_owner_the_stored_owner_stays(run_module, fake):
+    fake.add_key(ALICE, key_alias="open-webui", metadata={"unit": "u1", **OWNED})
+    result = run_module({"key_alias": "open-webui", "key": ALICE, "metadata": {"unit": "u2"}})
+    assert fake.calls("POST", "/key/update")[0].body["metadata"] == {"unit": "u2", **OWNED}
+    assert result["changed_fields"] == ["metadata"]
+    assert run_module({"key_alias": "open-webui", "key": ALICE})["changed"] is False
+
+
+def test_an_owner_is_added_to_a_key_that_had_none_and_can_change(run_module, fake):
+    fake.add_key(ALICE, key_alias="open-webui", metadata={"unit": "u1", **MARK})
+    run_module({"key_alias": "open-webui", "key": ALICE, "owner": "open_webui"})
+    assert fake.row("open-webui")["metadata"] == {"unit": "u1", **OWNED}
+    run_module({"key_alias": "open-webui", "key": ALICE, "owner": "other"})
+    assert fake.row("open-webui")["metadata"] == {"unit": "u1", **MARK, "thorfleet_owner": "other"}
+
+
+def test_exclusive_without_owner_spares_keys_with_an_owner(run_module, fake):
+    run_module({"key_alias": "open-webui", "key": ALICE, "owner": "open_webui"})
+    run_module({"keys": roster(3)})
+    result = run_module({"keys": roster(1), "exclusive": True})
+    removed = sorted(r["key_alias"] for r in result["results"] if r.get("exclusive"))
+    assert removed == ["user001", "user002"]
+    assert sorted(row["key_alias"] for row in fake.keys.values()) == ["open-webui", "user000"]
+
+
+def test_exclusive_with_an_owner_removes_only_that_owners_keys(run_module, fake):
+    run_module({"keys": roster(2)})
+    run_module({"keys": [{"key_alias": "webui-1"}, {"key_alias": "webui-2"}], "owner": "open_webui"})
+    run_module({"key_alias": "bench", "owner": "benchmark"})
+    fake.requests.clear()
+    result = run_module({"keys": [{"key_alias": "webui-2"}], "owner": "open_webui", "exclusive": True})
+    assert (result["deleted"], result["unchanged"]) == (1, 1)
+    assert [r["key_alias"] for r in result["results"] if r.get("exclusive")] == ["webui-1"]
+    assert sorted(row["key_alias"] for row in fake.keys.values()) == ["bench", "user000", "user001", "webui-2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"metadata": {"thorfleet_owner": "open_webui"}}, "metadata.thorfleet_owner is reserved"),
+        ({"owner": "a", "metadata": {"thorfleet_owner": "b"}}, "metadata.thorfleet_owner is reserved"),
+        ({"owner": " "}, "owner must not be empty"),
+    ],
+)
+def test_the_owner_marker_is_the_modules_own(run_module, fake, args, message):
+    result = run_module({"key_alias": "alice", **args})
+    assert result["failed"] is True and message in result["msg"], result["msg"]
+    assert fake.requests == []
+
+
 # --- documentation --------------------------------------------------------------------------------------
 
 
