@@ -418,9 +418,9 @@ class Plan:
     warnings: list = field(default_factory=list)
 
 
-def plan_key(entry, by_hash, alias_rows, alias_conflict="fail", now=None):
+def plan_key(entry, by_hash, alias_rows, now, alias_conflict="fail"):
     """The plan that brings one key to `entry`, given the key stored under the hash of `entry["key"]`
-    (`by_hash`, or None) and the keys holding its alias (`alias_rows`). Raises Conflict."""
+    (`by_hash`, or None), the keys holding its alias (`alias_rows`) and the time. Raises Conflict."""
     alias = entry["key_alias"]
     token = hash_key(entry["key"]) if entry.get("key") else None
 
@@ -465,7 +465,7 @@ def plan_key(entry, by_hash, alias_rows, alias_conflict="fail", now=None):
             f"key_alias {alias!r}: duration applies only when a key is created, and this key never expires. "
             "Delete it (state=absent) and run again to apply the duration"
         )
-    if expired(view, now or datetime.now(UTC)):
+    if expired(view, now):
         warnings.append(f"key_alias {alias!r}: the key expired at {view['expires']}")
     changes = changes_for(entry, view)
     return Plan(
@@ -545,7 +545,7 @@ class KeyEngine:
 
     def reconcile(self, entry, by_hash, alias_rows):
         """Plan one key from what was read, and act; a result dict. Raises LiteLLMError or Conflict."""
-        plan = plan_key(entry, by_hash, alias_rows, self.alias_conflict)
+        plan = plan_key(entry, by_hash, alias_rows, datetime.now(UTC), self.alias_conflict)
         if plan.delete:
             self._send(self.client.delete_keys, tokens=plan.delete)
         result = dict(
