@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.thorfleet.llm.plugins.module_utils.benchmark import summarize_samples
+from ansible_collections.thorfleet.llm.plugins.module_utils._benchmark import summarize_samples
 
 GROUP = ("profile", "case", "concurrency")
 

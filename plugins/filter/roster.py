@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 from ansible.errors import AnsibleFilterError
-from ansible_collections.thorfleet.llm.plugins.module_utils.litellm import duration_error
+from ansible_collections.thorfleet.llm.plugins.module_utils._litellm_keys import (
+    KEY_ALIAS_RULE,
+    duration_error,
+    is_key_alias,
+)
 
-ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
 INTEGER_LIMITS = ("rpm_limit", "tpm_limit", "max_parallel_requests")
 MONEY_LIMITS = ("max_budget", "soft_budget")
 OVERRIDES = (*INTEGER_LIMITS, *MONEY_LIMITS, "budget_duration", "duration", "models")
@@ -45,13 +46,17 @@ def roster_keys(rows, units, defaults=None):
         if unknown:
             raise AnsibleFilterError(f"{where}: unknown column(s) {', '.join(unknown)}; known: {', '.join(COLUMNS)}")
         alias, unit = row.get("alias") or "", row.get("unit") or ""
-        if not ALIAS.match(str(alias)):
-            raise AnsibleFilterError(
-                f"{where}: alias {alias!r} is missing or has characters other than A-Z a-z 0-9 _.@+-"
-            )
-        if alias in seen:
-            raise AnsibleFilterError(f"{where}: alias {alias!r} is already used by row {seen[alias]}")
-        seen[alias] = number
+        if not alias:
+            raise AnsibleFilterError(f"{where}: alias {alias!r} is missing")
+        if not is_key_alias(alias):
+            raise AnsibleFilterError(f"{where}: alias {alias!r} must be {KEY_ALIAS_RULE}")
+        # LiteLLM tells "Alice" from "alice"; people reading the handout do not.
+        if alias.lower() in seen:
+            first, earlier = seen[alias.lower()]
+            if first == alias:
+                raise AnsibleFilterError(f"{where}: alias {alias!r} is already used by row {earlier}")
+            raise AnsibleFilterError(f"{where}: alias {alias!r} differs only in case from {first!r} in row {earlier}")
+        seen[alias.lower()] = (alias, number)
         if unit not in known:
             raise AnsibleFilterError(f"{where} ({alias}): unit {unit!r} is not in the inventory")
         settings = dict(defaults)

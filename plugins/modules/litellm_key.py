@@ -25,7 +25,7 @@ description:
     window whenever it receives one) and O(duration) is never sent to an existing key (see O(duration)).
     O(metadata) is sent whole, because LiteLLM replaces the stored metadata.
   - Every key this module writes carries C(thorfleet_managed=true) in its metadata. O(exclusive) deletes only
-    keys carrying that marker.
+    keys carrying that marker, and only those of the same O(owner).
   - Heals a proxy whose database was lost. When a supplied O(key) is found neither by its hash nor by its
     alias, the key is created again with the same raw key, so clients holding it keep working.
   - Give O(keys) instead of O(key_alias) to reconcile a whole roster in one task. The module lists every
@@ -46,6 +46,9 @@ options:
     description:
       - The name that identifies the key (for example the attendee's user name). It must be unique on the
         proxy, because LiteLLM refuses a second key with the same alias.
+      - 2 to 255 letters, digits, C(_), C(.), C(@) or C(-), with a letter or digit first and last, so that LiteLLM
+        takes it even with C(litellm_settings.enable_key_alias_format_validation) on. Roles check aliases with
+        the same rule, the test P(thorfleet.llm.key_alias#test).
       - Required unless O(keys) is given. Mutually exclusive with O(keys).
     type: str
   key:
@@ -130,9 +133,11 @@ options:
     description:
       - Free-form metadata stored with the key, for example the attendee's email and unit.
       - Sent whole whenever it differs, because LiteLLM replaces the stored metadata. C(thorfleet_managed=true)
-        is always added. Metadata fields that LiteLLM itself keeps there (for example C(model_rpm_limit),
-        C(guardrails), C(tags) and C(service_account_id)) are carried over unless you set them.
-      - When omitted, the stored metadata is left as it is, and only the marker is added if it is missing.
+        is always added, and C(thorfleet_owner) when O(owner) is set. Metadata fields that LiteLLM itself keeps
+        there (for example C(model_rpm_limit), C(guardrails), C(tags) and C(service_account_id)) are carried over
+        unless you set them, and so is a stored C(thorfleet_owner) when O(owner) is omitted.
+      - When omitted, the stored metadata is left as it is, and only the marker (and the O(owner)) is added if it
+        is missing.
     type: dict
   user_id:
     description:
@@ -205,6 +210,15 @@ options:
       blocked:
         description: See O(blocked).
         type: bool
+  owner:
+    description:
+      - Who owns the keys this task writes, for example the role that issues them (V(open_webui)). It is stored in
+        each key's metadata as C(thorfleet_owner), which is reserved like C(thorfleet_managed), and it limits
+        O(exclusive) to keys of this owner.
+      - With O(keys), it applies to every entry.
+      - When omitted, the owner stored with a key is left as it is, and O(exclusive) deletes only keys without
+        an owner.
+    type: str
   concurrency:
     description:
       - With O(keys), the most requests in flight at once, from 1 to 64.
@@ -213,14 +227,15 @@ options:
   exclusive:
     description:
       - With O(keys), also delete every key carrying the C(thorfleet_managed) marker whose alias (and raw key)
-        is not in O(keys). Keys created by other means are never touched.
-      - With an empty O(keys), this deletes every key the collection manages.
+        is not in O(keys) and whose owner (C(thorfleet_owner)) is O(owner); without O(owner), keys that have no
+        owner. Keys created by other means, and keys of another owner, are never touched.
+      - With an empty O(keys), this deletes every key the collection manages for O(owner).
     type: bool
     default: false
 notes:
   - The input is checked before any request is sent. The module refuses negative limits and budgets, a
-    O(budget_duration) or O(duration) that LiteLLM would not parse, a malformed O(key), and duplicate aliases
-    or raw keys in O(keys).
+    O(budget_duration) or O(duration) that LiteLLM would not parse, a malformed O(key) or O(key_alias), and
+    duplicate aliases or raw keys in O(keys).
   - The module decides on HTTP statuses only. A 404 from C(/key/info), or a key whose status is
     C(deleted), means that the key is absent. Any other error fails the task with the status, the proxy's
     message and the request path. Raw keys are redacted from every message.
@@ -288,6 +303,13 @@ EXAMPLES = r"""
     exclusive: true
   no_log: true
   register: roster_keys
+
+- name: A role's own key, which a roster run with exclusive (and no owner) never deletes
+  thorfleet.llm.litellm_key:
+    master_key: "{{ litellm_master_key }}"
+    key_alias: open-webui
+    key: "{{ vault_keys['open-webui'] }}"
+    owner: open_webui
 
 - name: Summary of the roster run
   ansible.builtin.debug:
@@ -377,7 +399,7 @@ key_info:
       description: The requested O(duration), present only on a key created in this run.
       type: str
     metadata:
-      description: The stored metadata, C(thorfleet_managed) included.
+      description: The stored metadata, C(thorfleet_managed) included, and C(thorfleet_owner) for a key with an owner.
       type: dict
     user_id:
       description: Owning user.
@@ -472,98 +494,11 @@ request:
   sample: GET /key/list?key_alias=alice&return_full_object=true&page=1&size=100
 """
 
-import json
-import math
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.thorfleet.llm.plugins.module_utils.litellm import (
-    CONNECTION_SPEC,
-    MANAGED_MARKER,
-    MAX_CONCURRENCY,
-    LiteLLMError,
-    client_from_params,
-    custom_key_error,
-    duration_error,
-    hash_key,
-    is_hash,
-    is_managed,
-    key_alias_error,
-)
+from ansible_collections.thorfleet.llm.plugins.module_utils._litellm import CONNECTION_SPEC, client_from_params
+from ansible_collections.thorfleet.llm.plugins.module_utils._litellm_keys import KeyEngine, entries_from, input_errors
 
-# Per-key settings, as LiteLLM names them. `duration` is create-only (LiteLLM keeps `expires`, not it).
-SETTINGS = (
-    "models",
-    "rpm_limit",
-    "tpm_limit",
-    "max_parallel_requests",
-    "max_budget",
-    "soft_budget",
-    "budget_duration",
-    "duration",
-    "metadata",
-    "user_id",
-    "team_id",
-    "blocked",
-)
-UPDATABLE = tuple(field for field in SETTINGS if field != "duration")
-NON_NEGATIVE_INTS = ("rpm_limit", "tpm_limit", "max_parallel_requests")
-NON_NEGATIVE_FLOATS = ("max_budget", "soft_budget")
-
-# Metadata entries LiteLLM writes itself (other key settings folded into metadata, and the immutable
-# service_account_id): carried over when the module sends the metadata whole.
-SERVER_METADATA_FIELDS = frozenset(
-    {
-        "model_rpm_limit",
-        "model_tpm_limit",
-        "model_itpm_limit",
-        "model_otpm_limit",
-        "default_estimated_output_tokens",
-        "default_estimated_output_tokens_per_model",
-        "mcp_rpm_limit",
-        "tag_rpm_limit",
-        "rpm_limit_type",
-        "tpm_limit_type",
-        "enforced_params",
-        "temp_budget_increase",
-        "temp_budget_expiry",
-        "disable_global_guardrails",
-        "guardrails",
-        "policies",
-        "tags",
-        "team_member_key_duration",
-        "prompts",
-        "logging",
-        "secret_manager_settings",
-        "allowed_passthrough_routes",
-        "denied_passthrough_routes",
-        "service_account_id",
-    }
-)
-
-# What the module reports of a stored key: never `key` (LiteLLM echoes raw keys in some answers).
-VIEW_FIELDS = (
-    "token",
-    "key_alias",
-    "key_name",
-    "models",
-    "rpm_limit",
-    "tpm_limit",
-    "max_parallel_requests",
-    "max_budget",
-    "soft_budget",
-    "budget_duration",
-    "budget_reset_at",
-    "expires",
-    "metadata",
-    "user_id",
-    "team_id",
-    "blocked",
-    "spend",
-)
-DIFF_IGNORED = ("spend", "budget_reset_at")
-
+# The per-key settings (SETTINGS in module_utils/_litellm_keys.py), an option each.
 KEY_SETTINGS_SPEC = dict(
     models=dict(type="list", elements="str"),
     rpm_limit=dict(type="int"),
@@ -578,9 +513,6 @@ KEY_SETTINGS_SPEC = dict(
     team_id=dict(type="str"),
     blocked=dict(type="bool"),
 )
-
-UTC = timezone.utc  # noqa: UP017 - datetime.UTC needs Python 3.11; managed hosts may run older ones
-DELETE_BATCH = 100
 
 
 def argument_spec():
@@ -597,447 +529,11 @@ def argument_spec():
         state=dict(type="str", choices=["present", "absent"], default="present"),
         alias_conflict=dict(type="str", choices=["fail", "replace"], default="fail"),
         keys=dict(type="list", elements="dict", options=entry),
+        owner=dict(type="str"),
         concurrency=dict(type="int", default=8),
         exclusive=dict(type="bool", default=False),
         **KEY_SETTINGS_SPEC,
     )
-
-
-# --- input ----------------------------------------------------------------------------------------------
-
-
-def entries_from(params):
-    """The keys to reconcile, each {key_alias, key, state, <settings given>}; top-level settings are
-    defaults for the entries of `keys`."""
-    defaults = {field: params[field] for field in SETTINGS if params.get(field) is not None}
-    if params.get("keys") is None:
-        return [dict(key_alias=params["key_alias"], key=params.get("key"), state=params["state"], **defaults)]
-    entries = []
-    for item in params["keys"]:
-        entry = dict(defaults)
-        entry.update({field: item[field] for field in SETTINGS if item.get(field) is not None})
-        entry.update(key_alias=item["key_alias"], key=item.get("key"), state=item.get("state") or params["state"])
-        entries.append(entry)
-    return entries
-
-
-def entry_errors(entry):
-    """Everything wrong with one entry, before any request. Messages never quote a raw key."""
-    errors = []
-    alias_problem = key_alias_error(entry.get("key_alias"))
-    if alias_problem:
-        errors.append(alias_problem)
-    if entry.get("key") is not None:
-        key_problem = custom_key_error(entry["key"])
-        if key_problem:
-            errors.append(key_problem)
-    for field in NON_NEGATIVE_INTS:
-        if entry.get(field) is not None and entry[field] < 0:
-            errors.append(f"{field} must be 0 or more, not {entry[field]}")
-    for field in NON_NEGATIVE_FLOATS:
-        value = entry.get(field)
-        if value is not None and (not math.isfinite(value) or value < 0):
-            errors.append(f"{field} must be a finite number of 0 or more, not {value}")
-    for field in ("budget_duration", "duration"):
-        if entry.get(field) is not None:
-            problem = duration_error(entry[field], field)
-            if problem:
-                errors.append(problem)
-    for model in entry.get("models") or []:
-        if not isinstance(model, str) or not model.strip():
-            errors.append("models must be non-empty names")
-            break
-    metadata = entry.get("metadata")
-    if metadata is not None:
-        if metadata.get(MANAGED_MARKER, True) is not True:
-            errors.append(f"metadata.{MANAGED_MARKER} is reserved: the module always sets it to true")
-        try:
-            json.dumps(metadata)
-        except (TypeError, ValueError) as exc:
-            errors.append(f"metadata is not JSON: {exc}")
-    return errors
-
-
-def input_errors(params, entries):
-    errors = []
-    if params["timeout"] <= 0:
-        errors.append("timeout must be more than 0 seconds")
-    if params["retries"] < 0:
-        errors.append("retries must be 0 or more")
-    if not 1 <= params["concurrency"] <= MAX_CONCURRENCY:
-        errors.append(f"concurrency must be between 1 and {MAX_CONCURRENCY}")
-    if params["exclusive"] and params.get("keys") is None:
-        errors.append("exclusive needs keys: it removes managed keys that keys does not list")
-    bulk = params.get("keys") is not None
-    for index, entry in enumerate(entries):
-        where = f"keys[{index}] (key_alias {entry.get('key_alias')!r}): " if bulk else ""
-        errors.extend(where + problem for problem in entry_errors(entry))
-    aliases = {}
-    tokens = {}
-    for entry in entries:
-        aliases.setdefault(entry["key_alias"], 0)
-        aliases[entry["key_alias"]] += 1
-        if entry.get("key"):
-            tokens.setdefault(hash_key(entry["key"]), []).append(entry["key_alias"])
-    duplicates = sorted(alias for alias, count in aliases.items() if count > 1)
-    if duplicates:
-        errors.append("duplicate key_alias in keys: " + ", ".join(duplicates))
-    for owners in tokens.values():
-        if len(owners) > 1:
-            errors.append("the same raw key is given for several aliases: " + ", ".join(sorted(owners)))
-    return errors
-
-
-# --- comparing ------------------------------------------------------------------------------------------
-
-
-def key_view(row):
-    """What the module reports of a stored key (or of LiteLLM's answer to /key/generate)."""
-    view = {field: row.get(field) for field in VIEW_FIELDS}
-    if view["soft_budget"] is None and isinstance(row.get("litellm_budget_table"), dict):
-        view["soft_budget"] = row["litellm_budget_table"].get("soft_budget")
-    if view["models"] is None:
-        view["models"] = []
-    if not isinstance(view["metadata"], dict):
-        view["metadata"] = {}
-    return view
-
-
-def diff_view(view):
-    return {field: value for field, value in (view or {}).items() if field not in DIFF_IGNORED}
-
-
-def whole_metadata(wanted, stored):
-    """The metadata to store: what was asked for (or, if nothing was, what is stored), the fields LiteLLM
-    keeps in metadata carried over, and the marker."""
-    stored = stored if isinstance(stored, dict) else {}
-    if wanted is None:
-        metadata = dict(stored)
-    else:
-        metadata = {field: value for field, value in stored.items() if field in SERVER_METADATA_FIELDS}
-        metadata.update(wanted)
-    metadata[MANAGED_MARKER] = True
-    return metadata
-
-
-def same(field, wanted, stored):
-    if field == "models":
-        return sorted(wanted) == sorted(stored or [])
-    if field == "blocked":
-        return bool(stored) == wanted
-    if field in NON_NEGATIVE_FLOATS:
-        return stored is not None and float(stored) == float(wanted)
-    return stored == wanted
-
-
-def changes_for(entry, view):
-    """The fields to send to /key/update: only those that differ; never `duration`; `metadata` whole."""
-    changes = {}
-    for field in UPDATABLE:
-        if field == "metadata":
-            metadata = whole_metadata(entry.get("metadata"), view.get("metadata"))
-            if metadata != view.get("metadata"):
-                changes["metadata"] = metadata
-        elif entry.get(field) is not None and not same(field, entry[field], view.get(field)):
-            changes[field] = entry[field]
-    if view.get("key_alias") != entry["key_alias"]:
-        changes["key_alias"] = entry["key_alias"]
-    return changes
-
-
-def generate_body(entry):
-    body = {"key_alias": entry["key_alias"]}
-    if entry.get("key"):
-        body["key"] = entry["key"]
-    for field in SETTINGS:
-        if field != "metadata" and entry.get(field) is not None:
-            body[field] = entry[field]
-    body["metadata"] = whole_metadata(entry.get("metadata") or {}, {})
-    return body
-
-
-def raw_key_in(answer):
-    """The raw key in LiteLLM's answer to /key/generate (`key`), if it holds one."""
-    value = answer.get("key") if isinstance(answer, dict) else None
-    return value if isinstance(value, str) and value.startswith("sk-") else None
-
-
-def created_view(entry, answer=None):
-    """The key as created (from LiteLLM's answer) or as it would be (check mode)."""
-    answer = dict(answer or {})
-    raw_key = entry.get("key") or raw_key_in(answer)
-    source = {field: value for field, value in generate_body(entry).items() if field != "key"}
-    source.update({field: value for field, value in answer.items() if field in VIEW_FIELDS and value is not None})
-    view = key_view(source)
-    if raw_key:
-        view["token"] = hash_key(raw_key)
-    else:
-        hashes = [answer.get(field) for field in ("token_id", "token") if is_hash(answer.get(field))]
-        view["token"] = hashes[0] if hashes else None
-    view["key_name"] = answer.get("key_name") or ("sk-..." + raw_key[-4:] if raw_key else None)
-    if entry.get("duration") is not None:
-        view["duration"] = entry["duration"]
-    return view
-
-
-def expired(view):
-    expires = view.get("expires")
-    if not expires:
-        return False
-    try:
-        moment = datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment <= datetime.now(UTC)
-
-
-# --- planning and applying ------------------------------------------------------------------------------
-
-
-class Conflict(Exception):
-    pass
-
-
-def lookup(client, entry):
-    """Read one key as the contract says: by the hash of a supplied key, else (or when the alias differs)
-    by alias. Returns (found_by_hash, keys_holding_the_alias)."""
-    token = hash_key(entry["key"]) if entry.get("key") else None
-    by_hash = client.key_info(token) if token else None
-    if by_hash is not None and by_hash.get("key_alias") == entry["key_alias"]:
-        return by_hash, [by_hash]
-    return by_hash, client.find_by_alias(entry["key_alias"])
-
-
-class Reconciler:
-    def __init__(self, module, client):
-        self.module = module
-        self.client = client
-        self.check_mode = module.check_mode
-        self.alias_conflict = module.params["alias_conflict"]
-        self.warnings = []
-
-    def reconcile(self, entry, by_hash, alias_rows, verify_before_create=False):
-        """Bring one key to its desired state; a result dict. Raises LiteLLMError or Conflict."""
-        alias = entry["key_alias"]
-        token = hash_key(entry["key"]) if entry.get("key") else None
-        result = dict(key_alias=alias, token=token, changed=False, changed_fields=[])
-
-        if entry["state"] == "absent":
-            doomed = {}
-            for row in ([by_hash] if by_hash else []) + list(alias_rows):
-                doomed[row["token"]] = row
-            if not doomed:
-                return dict(result, action="unchanged", before={}, after={})
-            if not self.check_mode:
-                self.client.delete_keys(tokens=sorted(doomed))
-            before = key_view(by_hash or next(iter(doomed.values())))
-            return dict(
-                result,
-                token=before["token"],
-                action="deleted",
-                changed=True,
-                changed_fields=[],
-                before=before,
-                after={},
-            )
-
-        if verify_before_create and token and by_hash is None:
-            # The bulk form read every key from one listing. The contract says to look a custom key up by
-            # its hash before generating it anyway: a duplicate custom key is answered 200 and not stored.
-            by_hash = self.client.key_info(token)
-            if by_hash is not None:
-                alias_rows = [by_hash] if by_hash.get("key_alias") == alias else self.client.find_by_alias(alias)
-
-        if token is None and len(alias_rows) > 1:
-            raise Conflict(
-                f"{len(alias_rows)} keys carry key_alias {alias!r}; LiteLLM requires aliases to be unique. "
-                "Remove the extra keys, or give the raw key of the one to keep"
-            )
-        current = by_hash if token else (alias_rows[0] if alias_rows else None)
-        holder = [row for row in alias_rows if current is None or row["token"] != current["token"]]
-        if token is None:
-            holder = []
-        if holder:
-            if self.alias_conflict != "replace":
-                raise Conflict(
-                    f"alias conflict: key_alias {alias!r} belongs to another key (token {holder[0]['token'][:12]}...) "
-                    "while the supplied key is not stored under it. Set alias_conflict=replace to delete that key "
-                    "and store the supplied one, or delete it first (state=absent without key)"
-                )
-            if not self.check_mode:
-                self.client.delete_keys(tokens=sorted(row["token"] for row in holder))
-            self.warnings.append(f"key_alias {alias!r}: replaced the key that held the alias (alias_conflict=replace)")
-
-        if current is None:
-            return self._create(entry, result)
-
-        view = key_view(current)
-        view["token"] = current["token"]
-        if entry.get("duration") is not None and not view.get("expires"):
-            self.warnings.append(
-                f"key_alias {alias!r}: duration applies only when a key is created, and this key never expires. "
-                "Delete it (state=absent) and run again to apply the duration"
-            )
-        if expired(view):
-            self.warnings.append(f"key_alias {alias!r}: the key expired at {view['expires']}")
-        changes = changes_for(entry, view)
-        after = dict(view)
-        after.update(changes)
-        result.update(token=view["token"], before=view, after=after, changed_fields=sorted(changes))
-        if not changes and not holder:
-            return dict(result, action="unchanged")
-        if changes and not self.check_mode:
-            self.client.update_key(view["token"], changes)
-        return dict(result, action="updated", changed=True)
-
-    def _create(self, entry, result):
-        alias = entry["key_alias"]
-        token = result["token"]
-        body = generate_body(entry)
-        changed_fields = sorted(field for field in body if field != "key")
-        if self.check_mode:
-            view = created_view(entry)
-            return dict(result, action="created", changed=True, changed_fields=changed_fields, before={}, after=view)
-        try:
-            answer = self.client.generate_key(body)
-        except LiteLLMError as exc:
-            # A retried generate whose first attempt did reach the proxy fails as a duplicate: it is there.
-            stored = self.client.key_info(token) if token and exc.attempts > 1 and exc.status else None
-            if stored is None or stored.get("key_alias") != alias:
-                raise
-            answer = dict(stored, key_name=stored.get("key_name"))
-        view = created_view(entry, answer)
-        created = dict(result, token=view["token"], action="created", changed=True, changed_fields=changed_fields)
-        if not entry.get("key") and raw_key_in(answer):
-            created["key"] = answer["key"]
-        return dict(created, before={}, after=view)
-
-
-def public(result):
-    """A per-key result of the bulk form, without the before/after views (those go to the diff)."""
-    return {field: value for field, value in result.items() if field not in ("before", "after")}
-
-
-# --- the two forms --------------------------------------------------------------------------------------
-
-
-def run_single(module, client, entry):
-    reconciler = Reconciler(module, client)
-    try:
-        result = reconciler.reconcile(entry, *lookup(client, entry))
-    except LiteLLMError as exc:
-        request = f"{exc.method} {exc.path}"
-        module.fail_json(msg=str(exc), status=exc.status, request=request, key_alias=entry["key_alias"])
-    except Conflict as exc:
-        module.fail_json(msg=str(exc), key_alias=entry["key_alias"])
-    for warning in reconciler.warnings:
-        module.warn(warning)
-    output = dict(
-        changed=result["changed"],
-        action=result["action"],
-        key_alias=result["key_alias"],
-        token=result["token"],
-        changed_fields=result["changed_fields"],
-        key_info=result.get("after") or {},
-    )
-    if "key" in result:
-        output["key"] = result["key"]
-    if module._diff:
-        output["diff"] = {"before": diff_view(result.get("before")), "after": diff_view(result.get("after"))}
-    module.exit_json(**output)
-
-
-def run_bulk(module, client, entries):
-    params = module.params
-    reconciler = Reconciler(module, client)
-    try:
-        stored = client.list_all_keys()
-    except LiteLLMError as exc:
-        module.fail_json(msg=str(exc), status=exc.status, request=f"{exc.method} {exc.path}")
-    by_token = {row["token"]: row for row in stored}
-    by_alias = {}
-    for row in stored:
-        by_alias.setdefault(row.get("key_alias"), []).append(row)
-
-    def one(entry):
-        token = hash_key(entry["key"]) if entry.get("key") else None
-        try:
-            return reconciler.reconcile(
-                entry, by_token.get(token) if token else None, by_alias.get(entry["key_alias"], []), True
-            )
-        except (LiteLLMError, Conflict) as exc:
-            return dict(key_alias=entry["key_alias"], token=token, action="failed", changed=False, msg=str(exc))
-        except Exception as exc:  # one broken entry must not hide the results of the others
-            message = client.redact(f"{type(exc).__name__}: {exc}")
-            return dict(key_alias=entry["key_alias"], token=token, action="failed", changed=False, msg=message)
-
-    listed_aliases = {entry["key_alias"] for entry in entries}
-    listed_tokens = {hash_key(entry["key"]) for entry in entries if entry.get("key")}
-    extras = []
-    if params["exclusive"]:
-        extras = [
-            row
-            for row in stored
-            if is_managed(row) and row.get("key_alias") not in listed_aliases and row["token"] not in listed_tokens
-        ]
-
-    def remove(batch):
-        try:
-            if not module.check_mode:
-                client.delete_keys(tokens=[row["token"] for row in batch])
-            outcome = dict(action="deleted", changed=True)
-        except LiteLLMError as exc:
-            outcome = dict(action="failed", changed=False, msg=str(exc))
-        return [
-            dict(
-                outcome,
-                key_alias=row.get("key_alias"),
-                token=row["token"],
-                changed_fields=[],
-                exclusive=True,
-                before=key_view(row),
-                after={},
-            )
-            for row in batch
-        ]
-
-    batches = [extras[start : start + DELETE_BATCH] for start in range(0, len(extras), DELETE_BATCH)]
-    workers = max(1, min(params["concurrency"], len(entries) + len(batches)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        entry_results = list(pool.map(one, entries))
-        removed = [result for batch in pool.map(remove, batches) for result in batch]
-
-    results = entry_results + removed
-    counts = {action: sum(1 for result in results if result["action"] == action) for action in ACTIONS}
-    for warning in reconciler.warnings[:20]:
-        module.warn(warning)
-    if len(reconciler.warnings) > 20:
-        module.warn(f"... and {len(reconciler.warnings) - 20} more warnings like these")
-    output = dict(
-        changed=any(result.get("changed") for result in results),
-        results=[public(result) for result in results],
-        created=counts["created"],
-        updated=counts["updated"],
-        deleted=counts["deleted"],
-        unchanged=counts["unchanged"],
-        failed_keys=counts["failed"],
-    )
-    if module._diff:
-        changed = [result for result in results if result.get("changed")]
-        output["diff"] = {
-            "before": {result["key_alias"] or result["token"]: diff_view(result.get("before")) for result in changed},
-            "after": {result["key_alias"] or result["token"]: diff_view(result.get("after")) for result in changed},
-        }
-    if counts["failed"]:
-        failures = [f"{result['key_alias']}: {result['msg']}" for result in results if result["action"] == "failed"]
-        shown = "; ".join(failures[:10]) + (f"; and {len(failures) - 10} more" if len(failures) > 10 else "")
-        module.fail_json(msg=f"{len(failures)} of {len(results)} keys failed: {shown}", **output)
-    module.exit_json(**output)
-
-
-ACTIONS = ("created", "updated", "deleted", "unchanged", "failed")
 
 
 def main():
@@ -1055,10 +551,16 @@ def main():
     client = client_from_params(params)
     for entry in entries:
         client.add_secret(entry.get("key"))
+    engine = KeyEngine(client, module.check_mode, module._diff, params["alias_conflict"])
     if params.get("keys") is None:
-        run_single(module, client, entries[0])
+        output = engine.run_single(entries[0])
     else:
-        run_bulk(module, client, entries)
+        output = engine.run_bulk(entries, params["exclusive"], params["concurrency"], params["owner"])
+    for warning in engine.shown_warnings():
+        module.warn(warning)
+    if output.pop("failed", False):
+        module.fail_json(**output)
+    module.exit_json(**output)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ totals:
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.thorfleet.llm.plugins.module_utils.litellm import (
+from ansible_collections.thorfleet.llm.plugins.module_utils._litellm import (
     CONNECTION_SPEC,
     MAX_CONCURRENCY,
     LiteLLMError,

@@ -158,7 +158,7 @@ from urllib.error import HTTPError
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import Request
-from ansible_collections.thorfleet.llm.plugins.module_utils.benchmark import (
+from ansible_collections.thorfleet.llm.plugins.module_utils._benchmark import (
     REQUEST_ERRORS,
     run_trials,
     summarize_samples,

@@ -5,7 +5,7 @@ import json
 import pytest
 from ansible.module_utils import _internal as module_utils_internal
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.thorfleet.llm.plugins.module_utils import litellm as litellm_utils
+from ansible_collections.thorfleet.llm.plugins.module_utils import _litellm as litellm_utils
 from ansible_collections.thorfleet.llm.plugins.modules import litellm_key
 
 from .litellm_fake import API_URL, MASTER_KEY, FakeLiteLLM

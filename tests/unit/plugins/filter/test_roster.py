@@ -3,6 +3,7 @@
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.thorfleet.llm.plugins.filter import roster
+from ansible_collections.thorfleet.llm.plugins.test import key_alias
 
 UNITS = ["thor-01", "thor-02"]
 DEFAULTS = {"rpm_limit": 10, "tpm_limit": 50000, "max_budget": 5.0, "budget_duration": "30d", "models": ["M"]}
@@ -31,20 +32,28 @@ def test_rows_get_defaults_then_their_own_overrides():
         ([{"unit": "thor-01"}], "roster row 1: alias '' is missing"),
         ([{"alias": "a b", "unit": "thor-01"}], "roster row 1: alias 'a b'"),
         (
-            [{"alias": "a", "unit": "thor-01"}, {"alias": "a", "unit": "thor-02"}],
-            "row 2: alias 'a' is already used by row 1",
+            [{"alias": "ann", "unit": "thor-01"}, {"alias": "ann", "unit": "thor-02"}],
+            "row 2: alias 'ann' is already used by row 1",
         ),
-        ([{"alias": "a", "unit": "thor-99"}], "roster row 1 (a): unit 'thor-99' is not in the inventory"),
-        ([{"alias": "a", "unit": "thor-01", "rpm_limit": "-1"}], "(a) rpm_limit: '-1' must be 0 or more"),
-        ([{"alias": "a", "unit": "thor-01", "tpm_limit": "lots"}], "(a) tpm_limit: 'lots' is not a whole number"),
-        ([{"alias": "a", "unit": "thor-01", "max_budget": "-5"}], "(a) max_budget: '-5' must be 0 or more"),
         (
-            [{"alias": "a", "unit": "thor-01", "budget_duration": "30 days"}],
-            "(a) budget_duration '30 days' is not a duration LiteLLM accepts",
+            [
+                {"alias": "Alice", "unit": "thor-01"},
+                {"alias": "bob", "unit": "thor-01"},
+                {"alias": "alice", "unit": "thor-02"},
+            ],
+            "roster row 3: alias 'alice' differs only in case from 'Alice' in row 1",
         ),
-        ([{"alias": "a", "unit": "thor-01", "rpm": "5"}], "roster row 1: unknown column(s) rpm"),
+        ([{"alias": "ann", "unit": "thor-99"}], "roster row 1 (ann): unit 'thor-99' is not in the inventory"),
+        ([{"alias": "ann", "unit": "thor-01", "rpm_limit": "-1"}], "(ann) rpm_limit: '-1' must be 0 or more"),
+        ([{"alias": "ann", "unit": "thor-01", "tpm_limit": "lots"}], "(ann) tpm_limit: 'lots' is not a whole number"),
+        ([{"alias": "ann", "unit": "thor-01", "max_budget": "-5"}], "(ann) max_budget: '-5' must be 0 or more"),
+        (
+            [{"alias": "ann", "unit": "thor-01", "budget_duration": "30 days"}],
+            "(ann) budget_duration '30 days' is not a duration LiteLLM accepts",
+        ),
+        ([{"alias": "ann", "unit": "thor-01", "rpm": "5"}], "roster row 1: unknown column(s) rpm"),
         (["alice,thor-01"], "roster row 1: expected columns"),
-        ({"alias": "a"}, "the roster must be a list"),
+        ({"alias": "ann"}, "the roster must be a list"),
     ],
 )
 def test_malformed_rosters_are_refused_by_row(rows, message):
@@ -70,3 +79,16 @@ def test_key_requests_carry_alias_raw_key_settings_and_metadata():
 def test_key_requests_need_a_raw_key_for_every_alias():
     with pytest.raises(AnsibleFilterError, match="no raw key was made for 'bob'"):
         roster.key_requests([{"alias": "bob"}], {}, "thor-01")
+
+
+@pytest.mark.parametrize(
+    ("alias", "taken"), [("alice@example.com", True), ("alice+1", False), ("x", False), (7, False)]
+)
+def test_the_roster_and_the_key_alias_test_share_one_rule(alias, taken):
+    assert key_alias.TestModule().tests()["key_alias"](alias) is taken
+    rows = [{"alias": alias, "unit": "thor-01"}]
+    if taken:
+        assert roster.roster_keys(rows, UNITS)[0]["alias"] == alias
+    else:
+        with pytest.raises(AnsibleFilterError, match="must be 2 to 255 letters"):
+            roster.roster_keys(rows, UNITS)

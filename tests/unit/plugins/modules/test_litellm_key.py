@@ -9,6 +9,7 @@ import time
 
 import pytest
 import yaml
+from ansible_collections.thorfleet.llm.plugins.module_utils._litellm_keys import SETTINGS
 from ansible_collections.thorfleet.llm.plugins.modules import litellm_key
 
 from ..docs import assert_documented
@@ -240,6 +241,34 @@ def test_metadata_litellm_keeps_for_itself_is_carried_over(run_module, fake):
     run_module({"key_alias": "alice", "metadata": {"email": "new"}})
     sent = fake.calls("POST", "/key/update")[0].body["metadata"]
     assert sent == {"service_account_id": "sa-1", "model_rpm_limit": {"qwen": 5}, "email": "new", **MARK}
+    assert run_module({"key_alias": "alice", "metadata": {"email": "new"}})["changed"] is False
+
+
+# LiteLLM 1.109.1, litellm/proxy/_types.py: LiteLLM_ManagementEndpoint_MetadataFields, ..._Premium and
+# LiteLLM_Reserved_Metadata_Fields: what the proxy keeps in a key's metadata for itself.
+LITELLM_METADATA_FIELDS = [
+    *("model_rpm_limit", "model_tpm_limit", "model_itpm_limit", "model_otpm_limit", "default_estimated_output_tokens"),
+    *("default_estimated_output_tokens_per_model", "mcp_rpm_limit", "tag_rpm_limit", "rpm_limit_type"),
+    *(
+        "tpm_limit_type",
+        "enforced_params",
+        "temp_budget_increase",
+        "temp_budget_expiry",
+        "allowed_vector_store_indexes",
+    ),
+    *("enforced_batch_output_expires_after", "enforced_file_expires_after", "throttle_on_budget_exceeded"),
+    *("enable_prompt_caching", "end_user_budget_id", "require_trace_id"),
+    *("disable_global_guardrails", "guardrails", "policies", "tags", "team_member_key_duration", "prompts"),
+    *("logging", "secret_manager_settings", "allowed_passthrough_routes", "denied_passthrough_routes"),
+    "service_account_id",
+]
+
+
+def test_every_metadata_field_litellm_keeps_is_carried_over(run_module, fake):
+    kept = {name: f"{name}-value" for name in LITELLM_METADATA_FIELDS}
+    fake.add_key(ALICE, key_alias="alice", metadata={**kept, "email": "old", **MARK})
+    run_module({"key_alias": "alice", "metadata": {"email": "new"}})
+    assert fake.calls("POST", "/key/update")[0].body["metadata"] == {**kept, "email": "new", **MARK}
     assert run_module({"key_alias": "alice", "metadata": {"email": "new"}})["changed"] is False
 
 
@@ -528,7 +557,8 @@ def test_custom_keys_disabled_on_the_proxy_is_403(run_module, fake):
         ({"key": "sk-short"}, "at least 16 characters"),
         ({"key": "sk-0123456789abc$ef"}, "only use letters, digits"),
         ({"key": "sk-" + "a" * 98}, "at most 100 characters"),
-        ({"key_alias": "bad\nalias"}, "control characters"),
+        ({"key_alias": "bad\nalias"}, "key_alias 'bad\\nalias' must be 2 to 255 letters, digits"),
+        ({"key_alias": "alice+1"}, "key_alias 'alice+1' must be 2 to 255 letters, digits"),
         ({"key_alias": "  "}, "non-empty"),
         ({"metadata": {"thorfleet_managed": False}}, "metadata.thorfleet_managed is reserved"),
         ({"models": [""]}, "models must be non-empty names"),
@@ -605,12 +635,12 @@ def test_bulk_updates_only_what_differs(run_module, fake):
 
 
 def test_bulk_entries_override_the_top_level_defaults(run_module, fake):
-    entries = [{"key_alias": "a"}, {"key_alias": "b", "rpm_limit": 99, "metadata": {"own": True}}]
+    entries = [{"key_alias": "ann"}, {"key_alias": "bob", "rpm_limit": 99, "metadata": {"own": True}}]
     run_module({"keys": entries, "rpm_limit": 10, "models": ["qwen"], "metadata": {"shared": True}})
-    assert (fake.row("a")["rpm_limit"], fake.row("b")["rpm_limit"]) == (10, 99)
-    assert fake.row("a")["models"] == fake.row("b")["models"] == ["qwen"]
-    assert fake.row("a")["metadata"] == {"shared": True, **MARK}
-    assert fake.row("b")["metadata"] == {"own": True, **MARK}
+    assert (fake.row("ann")["rpm_limit"], fake.row("bob")["rpm_limit"]) == (10, 99)
+    assert fake.row("ann")["models"] == fake.row("bob")["models"] == ["qwen"]
+    assert fake.row("ann")["metadata"] == {"shared": True, **MARK}
+    assert fake.row("bob")["metadata"] == {"own": True, **MARK}
 
 
 def test_bulk_state_absent_entries_and_top_level_state(run_module, fake):
@@ -672,7 +702,7 @@ def test_bulk_runs_at_most_concurrency_requests_at_once(run_module, fake):
             with lock:
                 state["now"] -= 1
 
-    from ansible_collections.thorfleet.llm.plugins.module_utils import litellm as litellm_utils
+    from ansible_collections.thorfleet.llm.plugins.module_utils import _litellm as litellm_utils
 
     litellm_utils.open_url = slow  # undone by the `fake` fixture's monkeypatch
     result = run_module({"keys": roster(40), "concurrency": 4})
@@ -730,10 +760,13 @@ def test_bulk_fails_at_once_when_the_listing_fails(run_module, fake):
 @pytest.mark.parametrize(
     ("entries", "message"),
     [
-        ([{"key_alias": "a"}, {"key_alias": "b"}, {"key_alias": "a"}], "duplicate key_alias in keys: a"),
-        ([{"key_alias": "a", "key": ALICE}, {"key_alias": "b", "key": ALICE}], "the same raw key is given for several"),
-        ([{"key_alias": "a", "rpm_limit": -3}], "keys[0] (key_alias 'a'): rpm_limit must be 0 or more"),
-        ([{"key_alias": "a"}, {"key_alias": "b", "budget_duration": "monthlyish"}], "keys[1] (key_alias 'b')"),
+        ([{"key_alias": "ann"}, {"key_alias": "bob"}, {"key_alias": "ann"}], "duplicate key_alias in keys: ann"),
+        (
+            [{"key_alias": "ann", "key": ALICE}, {"key_alias": "bob", "key": ALICE}],
+            "the same raw key is given for several",
+        ),
+        ([{"key_alias": "ann", "rpm_limit": -3}], "keys[0] (key_alias 'ann'): rpm_limit must be 0 or more"),
+        ([{"key_alias": "ann"}, {"key_alias": "bob", "budget_duration": "monthlyish"}], "keys[1] (key_alias 'bob')"),
         ([{"rpm_limit": 1}], "missing required arguments: key_alias"),
     ],
 )
@@ -750,6 +783,69 @@ def test_bulk_key_and_keys_are_exclusive(run_module, fake):
     assert "mutually exclusive" in result["msg"]
 
 
+# --- owner ----------------------------------------------------------------------------------------------
+
+OWNED = {"thorfleet_owner": "open_webui", **MARK}
+
+
+def test_a_key_with_an_owner_carries_it_in_its_metadata(run_module, fake):
+    created = run_module({"key_alias": "open-webui", "key": ALICE, "owner": "open_webui", "metadata": {"unit": "u1"}})
+    assert fake.calls("POST", "/key/generate")[0].body["metadata"] == {"unit": "u1", **OWNED}
+    assert created["key_info"]["metadata"] == {"unit": "u1", **OWNED}
+    again = run_module({"key_alias": "open-webui", "key": ALICE, "owner": "open_webui", "metadata": {"unit": "u1"}})
+    assert again["changed"] is False
+
+
+def test_without_owner_the_stored_owner_stays(run_module, fake):
+    fake.add_key(ALICE, key_alias="open-webui", metadata={"unit": "u1", **OWNED})
+    result = run_module({"key_alias": "open-webui", "key": ALICE, "metadata": {"unit": "u2"}})
+    assert fake.calls("POST", "/key/update")[0].body["metadata"] == {"unit": "u2", **OWNED}
+    assert result["changed_fields"] == ["metadata"]
+    assert run_module({"key_alias": "open-webui", "key": ALICE})["changed"] is False
+
+
+def test_an_owner_is_added_to_a_key_that_had_none_and_can_change(run_module, fake):
+    fake.add_key(ALICE, key_alias="open-webui", metadata={"unit": "u1", **MARK})
+    run_module({"key_alias": "open-webui", "key": ALICE, "owner": "open_webui"})
+    assert fake.row("open-webui")["metadata"] == {"unit": "u1", **OWNED}
+    run_module({"key_alias": "open-webui", "key": ALICE, "owner": "other"})
+    assert fake.row("open-webui")["metadata"] == {"unit": "u1", **MARK, "thorfleet_owner": "other"}
+
+
+def test_exclusive_without_owner_spares_keys_with_an_owner(run_module, fake):
+    run_module({"key_alias": "open-webui", "key": ALICE, "owner": "open_webui"})
+    run_module({"keys": roster(3)})
+    result = run_module({"keys": roster(1), "exclusive": True})
+    removed = sorted(r["key_alias"] for r in result["results"] if r.get("exclusive"))
+    assert removed == ["user001", "user002"]
+    assert sorted(row["key_alias"] for row in fake.keys.values()) == ["open-webui", "user000"]
+
+
+def test_exclusive_with_an_owner_removes_only_that_owners_keys(run_module, fake):
+    run_module({"keys": roster(2)})
+    run_module({"keys": [{"key_alias": "webui-1"}, {"key_alias": "webui-2"}], "owner": "open_webui"})
+    run_module({"key_alias": "bench", "owner": "benchmark"})
+    fake.requests.clear()
+    result = run_module({"keys": [{"key_alias": "webui-2"}], "owner": "open_webui", "exclusive": True})
+    assert (result["deleted"], result["unchanged"]) == (1, 1)
+    assert [r["key_alias"] for r in result["results"] if r.get("exclusive")] == ["webui-1"]
+    assert sorted(row["key_alias"] for row in fake.keys.values()) == ["bench", "user000", "user001", "webui-2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"metadata": {"thorfleet_owner": "open_webui"}}, "metadata.thorfleet_owner is reserved"),
+        ({"owner": "a", "metadata": {"thorfleet_owner": "b"}}, "metadata.thorfleet_owner is reserved"),
+        ({"owner": " "}, "owner must not be empty"),
+    ],
+)
+def test_the_owner_marker_is_the_modules_own(run_module, fake, args, message):
+    result = run_module({"key_alias": "alice", **args})
+    assert result["failed"] is True and message in result["msg"], result["msg"]
+    assert fake.requests == []
+
+
 # --- documentation --------------------------------------------------------------------------------------
 
 
@@ -759,6 +855,10 @@ def test_documentation_matches_the_argument_spec():
     assert spec["master_key"]["no_log"] and spec["key"]["no_log"] and spec["keys"]["options"]["key"]["no_log"]
     yaml.safe_load(litellm_key.EXAMPLES)
     assert set(yaml.safe_load(litellm_key.RETURN)) >= {"key", "token", "key_alias", "changed_fields", "results"}
+
+
+def test_every_setting_the_engine_manages_is_an_option():
+    assert tuple(litellm_key.KEY_SETTINGS_SPEC) == SETTINGS
 
 
 def test_the_api_url_default_is_the_units_port():

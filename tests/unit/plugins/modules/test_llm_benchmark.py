@@ -10,7 +10,7 @@ import pytest
 from ansible.module_utils import _internal as module_utils_internal
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.thorfleet.llm.plugins.filter.benchmark import benchmark_rows
-from ansible_collections.thorfleet.llm.plugins.module_utils.benchmark import percentile, summarize, timed_stream
+from ansible_collections.thorfleet.llm.plugins.module_utils._benchmark import percentile, summarize, timed_stream
 from ansible_collections.thorfleet.llm.plugins.modules import benchmark_chart, llm_benchmark
 from test_vllm_sim import SERVED, Launcher
 

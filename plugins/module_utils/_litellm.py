@@ -24,7 +24,6 @@ import socket
 import ssl
 import threading
 import time
-from datetime import datetime, timedelta, timezone
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 
@@ -55,20 +54,7 @@ CONNECTION_SPEC = dict(
 # Raw keys are `sk-` + URL-safe base64 (generated) or `sk-` + [A-Za-z0-9_-] (custom): redact anything shaped so.
 _RAW_KEY_RE = re.compile(r"sk-[A-Za-z0-9_-]{4,}")
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
-_CUSTOM_KEY_RE = re.compile(r"^sk-[A-Za-z0-9_-]+$")
-MIN_CUSTOM_KEY_LENGTH = 16  # litellm.constants.MINIMUM_CUSTOM_KEY_LENGTH
-MAX_CUSTOM_KEY_LENGTH = 100  # litellm.proxy.utils.is_valid_api_key, which /key/block and /key/unblock apply
-
-# litellm.litellm_core_utils.duration_parser: `<int>(s|m|h|d|w|mo)`, plus four words it normalises first.
-DURATION_WORDS = {"hourly": "1h", "daily": "24h", "weekly": "7d", "monthly": "30d"}
-_DURATION_RE = re.compile(r"^([0-9]+)(mo|s|m|h|d|w)$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 31 * 86400}
-
-# litellm.secret_managers.base_secret_manager._UNSAFE_SECRET_NAME_PATTERN, which every key_alias must pass.
-_UNSAFE_ALIAS_RE = re.compile("(^|/)\\.\\.(/|$)|[\x00-\x1f\x7f-\x9f\u0085\u2028\u2029]")
-
 REDACTED = "********"
-UTC = timezone.utc  # noqa: UP017 - datetime.UTC needs Python 3.11; managed hosts may run older ones
 
 
 def hash_key(raw_key: str) -> str:
@@ -78,48 +64,6 @@ def hash_key(raw_key: str) -> str:
 
 def is_hash(value: object) -> bool:
     return isinstance(value, str) and bool(_HASH_RE.match(value))
-
-
-def duration_error(value: object, name: str = "duration") -> str | None:
-    """Why LiteLLM would refuse `value` as a (budget) duration, or None when it would take it."""
-    if not isinstance(value, str):
-        return f"{name} must be a string such as 1h, 24h, 7d or 30d"
-    normalized = DURATION_WORDS.get(value.strip().lower(), value)
-    match = _DURATION_RE.match(normalized)
-    if not match:
-        return (
-            f"{name} {value!r} is not a duration LiteLLM accepts: a whole number followed by s, m, h, d, w or mo "
-            "(for example 1h, 24h, 7d, 30d, 1mo), or one of hourly, daily, weekly, monthly"
-        )
-    count, unit = int(match.group(1)), match.group(2)
-    if count <= 0:
-        return f"{name} {value!r} must be longer than zero"
-    try:
-        datetime.now(UTC) + timedelta(seconds=count * _UNIT_SECONDS[unit])
-    except OverflowError:
-        return f"{name} {value!r} is too long: it ends after the year 9999"
-    return None
-
-
-def custom_key_error(raw_key: object) -> str | None:
-    """Why LiteLLM would refuse `raw_key` as a caller-chosen key, or None. Never quotes the key."""
-    if not isinstance(raw_key, str) or not raw_key.startswith("sk-"):
-        return "a caller-supplied key must start with 'sk-'"
-    if len(raw_key) < MIN_CUSTOM_KEY_LENGTH:
-        return f"a caller-supplied key must be at least {MIN_CUSTOM_KEY_LENGTH} characters long"
-    if len(raw_key) > MAX_CUSTOM_KEY_LENGTH:
-        return f"a caller-supplied key must be at most {MAX_CUSTOM_KEY_LENGTH} characters long"
-    if not _CUSTOM_KEY_RE.match(raw_key):
-        return "a caller-supplied key may only use letters, digits, '_' and '-' after 'sk-'"
-    return None
-
-
-def key_alias_error(alias: object) -> str | None:
-    if not isinstance(alias, str) or not alias.strip():
-        return "key_alias must be a non-empty string"
-    if _UNSAFE_ALIAS_RE.search(alias):
-        return f"key_alias {alias!r} must not contain control characters or a '..' path segment"
-    return None
 
 
 def error_message(raw: bytes | str | None, default: str = "") -> str:
