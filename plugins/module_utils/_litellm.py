@@ -2,7 +2,7 @@
 # Apache License 2.0 (see galaxy.yml)
 """The one client for the LiteLLM proxy's admin API used by this collection.
 
-Written against LiteLLM 1.109.1 and ../shared/LITELLM_CONTRACT.md:
+Written against LiteLLM 1.109.1 and docs/litellm-contract.md:
 
 - keys are stored hashed: ``token = sha256(raw.encode()).hexdigest()``; a raw key is only ever sent in
   the body of ``POST /key/generate``. Lookups, updates and deletes use the hash, and a raw key never goes
