@@ -36,6 +36,13 @@ options:
       - Report only the keys this collection manages (C(thorfleet_managed) in their metadata).
     type: bool
     default: false
+  logs:
+    description:
+      - Read each key's spend log rows for its requests and tokens.
+      - C(false) reads only the key list (one request per 100 keys), for the spend and the count alone; the
+        request and token fields are then null.
+    type: bool
+    default: true
 notes:
   - The spend logs need the proxy's database. Without one, LiteLLM answers HTTP 500 and the task fails.
   - LiteLLM returns at most the newest rows of a key's spend log in one answer; RV(usage[].logs_complete) says
@@ -96,7 +103,9 @@ usage:
       description: The key's budget window, or null.
       type: str
     requests:
-      description: Spend log rows of the key.
+      description:
+        - Spend log rows of the key.
+        - Null with O(logs=false), and so are the token, log spend and last request fields.
       type: int
       sample: 12
     prompt_tokens:
@@ -118,7 +127,7 @@ usage:
       description: Start time of the newest request, or null.
       type: str
 totals:
-  description: The sums over RV(usage) of spend, requests and tokens, and the number of keys.
+  description: The sums over RV(usage) of spend, requests and tokens (null with O(logs=false)), and the number of keys.
   returned: always
   type: dict
   sample: {key_count: 3, spend: 0.05, requests: 30, prompt_tokens: 900, completion_tokens: 300, total_tokens: 1200}
@@ -145,6 +154,7 @@ def argument_spec():
         **CONNECTION_SPEC,
         concurrency=dict(type="int", default=8),
         managed_only=dict(type="bool", default=False),
+        logs=dict(type="bool", default=True),
     )
 
 
@@ -156,7 +166,7 @@ def number(value, kind=float):
 
 
 def key_usage(key, logs):
-    """One key's report row from its /key/list object and its spend log rows."""
+    """One key's report row from its /key/list object and its spend log rows (None: not read)."""
     metadata = key.get("metadata") if isinstance(key.get("metadata"), dict) else {}
     row = dict(
         key_alias=key.get("key_alias"),
@@ -168,6 +178,10 @@ def key_usage(key, logs):
         spend=number(key.get("spend")),
         max_budget=key.get("max_budget"),
         budget_duration=key.get("budget_duration"),
+    )
+    if logs is None:
+        return {**row, **dict.fromkeys(("requests", "logs_spend", "logs_complete", "last_request", *TOKEN_FIELDS))}
+    row.update(
         requests=len(logs),
         logs_spend=sum(number(log.get("spend")) for log in logs),
         logs_complete=len(logs) < SPEND_LOGS_CAP,
@@ -178,7 +192,11 @@ def key_usage(key, logs):
 
 
 def totals(rows):
-    sums = {field: sum(row[field] for row in rows) for field in ("requests", *TOKEN_FIELDS)}
+    """Sums over the rows; request and token sums are null when the logs were not read."""
+    sums = {
+        field: None if any(row[field] is None for row in rows) else sum(row[field] for row in rows)
+        for field in ("requests", *TOKEN_FIELDS)
+    }
     return dict(key_count=len(rows), spend=sum(row["spend"] for row in rows), **sums)
 
 
@@ -192,8 +210,11 @@ def main():
         keys = client.list_all_keys()
         if params["managed_only"]:
             keys = [key for key in keys if is_managed(key)]
-        with ThreadPoolExecutor(max_workers=min(params["concurrency"], max(1, len(keys)))) as pool:
-            logs = list(pool.map(lambda key: client.spend_logs(key["token"]), keys))
+        if params["logs"]:
+            with ThreadPoolExecutor(max_workers=min(params["concurrency"], max(1, len(keys)))) as pool:
+                logs = list(pool.map(lambda key: client.spend_logs(key["token"]), keys))
+        else:
+            logs = [None] * len(keys)
     except LiteLLMError as exc:
         module.fail_json(msg=str(exc), status=exc.status, request=f"{exc.method} {exc.path}")
     rows = sorted(map(key_usage, keys, logs), key=lambda row: (row["key_alias"] is None, row["key_alias"] or ""))

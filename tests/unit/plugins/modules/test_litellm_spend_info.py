@@ -99,6 +99,29 @@ def test_concurrency_is_bounded(fake, run_module):
     assert fake.requests == []
 
 
+def test_without_logs_only_the_key_list_is_read(fake, run_module):
+    alice = fake.add_key(key_alias="alice", max_budget=5.0)
+    fake.add_key(key_alias="bob")
+    fake.log_request(alice, spend=0.25, prompt_tokens=10, completion_tokens=5, total_tokens=15)
+
+    result = run_spend(run_module, logs=False)
+
+    assert [(row["key_alias"], row["spend"], row["requests"], row["total_tokens"]) for row in result["usage"]] == [
+        ("alice", 0.25, None, None),
+        ("bob", 0.0, None, None),
+    ]
+    assert result["totals"] == {
+        "key_count": 2,
+        "spend": 0.25,
+        "requests": None,
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "total_tokens": None,
+    }
+    assert fake.calls("GET", "/spend/logs") == []
+    assert fake.calls("GET", "/key/list")
+
+
 def test_check_mode_reads_the_same(fake, run_module):
     fake.add_key(key_alias="alice")
     result = run_module({}, check=True, module=litellm_spend_info)
