@@ -20,7 +20,10 @@ ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "meta" / "argu
 WIRING = "thorfleet_defaults"
 # Roles that compose the service roles (entry points only) rather than run a service of their own.
 COMPOSERS = {"stack", "benchmark"}
-SERVICES = [role for role in ROLES if role != WIRING and role not in COMPOSERS]
+# Private to the service roles (underscore, as prometheus-community's _common): entry points only, no main.
+PRIVATE = "_common"
+SERVICES = [role for role in ROLES if role not in (WIRING, PRIVATE) and role not in COMPOSERS]
+PUBLIC = [role for role in ROLES if role != PRIVATE]
 # Where roles are entered: playbooks, roles, scenarios, the simulator's and the tests' playbooks.
 ENTERING = ("playbooks", "roles", "molecule", "sim", "tests")
 YAML_FILES = [path for top in ENTERING for path in (REPO / top).rglob("*.yml")]
@@ -36,6 +39,7 @@ def specs(role):
 
 def test_every_role_is_covered():
     assert ROLES == [
+        "_common",
         "benchmark",
         "container_images",
         "jetson_runtime",
@@ -50,7 +54,7 @@ def test_every_role_is_covered():
     ]
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", PUBLIC)
 def test_argument_specs_equal_defaults(role):
     defaults = load(REPO / "roles" / role / "defaults" / "main.yml")
     options = specs(role)["main"]["options"]
@@ -85,13 +89,13 @@ def test_every_role_depends_on_the_wiring(role):
     assert {"role": f"thorfleet.llm.{WIRING}"} in meta["dependencies"]
 
 
-@pytest.mark.parametrize("role", [role for role in ROLES if role != WIRING])
+@pytest.mark.parametrize("role", [role for role in PUBLIC if role != WIRING])
 def test_defaults_refer_to_no_other_role(role):
     """A role's defaults name its own variables and the wiring's, never another role's."""
     wiring = set(load(REPO / "roles" / WIRING / "defaults" / "main.yml"))
     # A required option has no default to refer to: it is a secret the inventory gives every role alike.
     secrets = {
-        name for other in ROLES for name, spec in specs(other)["main"]["options"].items() if spec.get("required")
+        name for other in PUBLIC for name, spec in specs(other)["main"]["options"].items() if spec.get("required")
     }
     text = (REPO / "roles" / role / "defaults" / "main.yml").read_text()
     expressions = re.findall(r"\{\{(.*?)\}\}", text, re.S)
@@ -167,3 +171,23 @@ def test_profiles_cover_the_seeds():
     }
     assert profiles["gpt-oss-120b"]["tiktoken"] is True
     assert profiles["llama-3.1-8b-fp4-eagle3"]["settings"]["speculative_config"]["method"] == "eagle3"
+
+
+def test_the_private_role_has_entry_points_only():
+    assert "main" not in specs(PRIVATE)
+    assert not (REPO / "roles" / PRIVATE / "defaults").exists()
+    entered_from = {where.split("/")[1] for where, role, _ in entered() if role == PRIVATE}
+    assert entered_from <= set(SERVICES), "only the service roles use the private role"
+
+
+@pytest.mark.parametrize("role", SERVICES)
+def test_service_roles_reach_the_network_through_the_private_role(role):
+    """One way to make the unit network and heal a container left on a removed one."""
+    text = "".join(path.read_text() for path in (REPO / "roles" / role / "tasks").glob("*.yml"))
+    if "community.docker.docker_container:" in text and role not in (
+        "jetson_runtime",
+        "container_images",
+        "model_cache",
+    ):
+        assert "community.docker.docker_network" not in text
+        assert "tasks_from: network" in text and 'recreate: "{{ _common_network_stale }}"' in text

@@ -26,6 +26,8 @@ KEYS = ["-e", f"keys_roster={ROSTER}", "-e", json.dumps({"keys_organisers": [{"a
 UNITS = ["thor-01", "thor-02", "thor-03"]
 MODEL = "Qwen3-VL-30B-A3B"
 SERVICES = ["ai-postgres", "ai-vllm", "ai-litellm"]
+# thor-02 also runs the metrics proxy (hosts.yml), so that the network drift there reaches it too.
+CONTAINERS = {"thor-01": SERVICES, "thor-02": [*SERVICES, "ai-metrics"], "thor-03": SERVICES}
 BLOBS = "/opt/thorfleet/data/models/huggingface/hub/models--cyankiwi--Qwen3-VL-30B-A3B-Instruct-AWQ-4bit/blobs"
 JSON_OUTPUT = {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
 # What site.yml --check must report as changed on each unit for the drift drift.yml injects.
@@ -35,14 +37,14 @@ CHECK_CHANGES = {
         "jetson_runtime : Merge the nvidia default runtime into daemon.json",
         "jetson_runtime : Restart docker",
     },
+    # Every service makes the network through _common: one task name, reported changed by each in check mode.
     "thor-02": {
-        "postgres : Make the unit's private network",
+        "_common : Make the unit's private network",
         "postgres : Run PostgreSQL",
-        "vllm_server : Make the unit's private network",
         "vllm_server : Run vLLM",
         "litellm_proxy : Write config.yaml",
-        "litellm_proxy : Make the unit's private network",
         "litellm_proxy : Run LiteLLM",
+        "metrics_proxy : Run the metrics proxy",
         "model_cache : Verify the unit's copy",
     },
     "thor-03": {"model_cache : Verify the unit's copy", "vllm_server : Run vLLM"},
@@ -193,7 +195,7 @@ def test_one_run_heals_every_drift_and_keeps_every_row(before, raw_keys):
         assert json.loads(sh(name, "cat /etc/docker/daemon.json"))["default-runtime"] == "nvidia"
         assert sh(name, "docker info --format '{{.DefaultRuntime}}'") == "nvidia"
         assert run(name, ["nvidia-smi", "-L"])[0] == 0
-        for container in SERVICES:
+        for container in CONTAINERS[name]:
             info = inspect(name, container)
             assert info["State"]["Running"], f"{name}: {container}"
             assert list(info["NetworkSettings"]["Networks"]) == ["infra-thor"], f"{name}: {container}"

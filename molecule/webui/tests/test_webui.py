@@ -166,3 +166,24 @@ def test_a_screenshot_of_the_chat_page(host, token):
         browser.remove(force=True)
     assert result["StatusCode"] == 0, logs[-2000:]
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+def test_a_removed_network_is_healed_for_open_webui(host, token):
+    """Removed by hand with every container on it: site.yml puts Open WebUI back on the network as it is now."""
+    listing = "docker network inspect infra-thor --format '{{range .Containers}}{{.Name}} {{end}}'"
+    containers = host.check_output(listing).split()
+    assert "ai-open-webui" in containers
+    for name in containers:
+        host.check_output(f"docker network disconnect -f infra-thor {name}")
+    host.check_output("docker network rm infra-thor")
+
+    rc, output = playbook("site", "-e", ENABLED)
+    assert rc == 0, output[-3000:]
+
+    network = host.check_output("docker network inspect infra-thor --format '{{.Id}}'")
+    networks = "docker inspect ai-open-webui --format '{{json .NetworkSettings.Networks}}'"
+    attached = json.loads(host.check_output(networks))
+    assert list(attached) == ["infra-thor"] and attached["infra-thor"]["NetworkID"] == network
+    # Signed in as before (its data is in the host folder), and answered with the model through LiteLLM.
+    status, models = http(host, "GET", f"{WEBUI}/api/models", key=token)
+    assert status == 200 and MODEL in [m["id"] for m in models["data"]], models
