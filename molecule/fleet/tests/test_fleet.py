@@ -268,7 +268,7 @@ def test_stop_and_start_follow_the_dependency_order(raw_keys):
 
 
 def test_collect_logs_gathers_each_unit_on_the_controller(tmp_path):
-    rc, output = playbook("collect_logs", "-e", f"collect_logs_dir={tmp_path}")
+    rc, output = playbook("collect_logs", "-e", f"jetson_runtime_logs_dir={tmp_path}")
     assert rc == 0, output[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == UNITS
     for name in UNITS:
