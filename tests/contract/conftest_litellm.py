@@ -2,8 +2,8 @@
 with PostgreSQL, both in front of one vllm-sim. Loaded by test_litellm_real.py and
 test_litellm_keys_real.py as a plugin.
 
-litellm-sim is run with the harness of its unit tests (tests/unit/test_litellm_sim.py), so that
-both test suites drive it the same way.
+litellm-sim is run with the harness of its own tests (sim/tests/litellm_harness.py), so that both test
+suites drive it the same way.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import litellm_harness as sim_harness  # on pytest's pythonpath (pyproject.toml)
 import pytest
 
 CONTRACT_DIR = Path(__file__).resolve().parent
-# The harness lives beside the unit tests; tests/unit is on sys.path only when they run too.
-sys.path.insert(0, str(CONTRACT_DIR.parent / "unit"))
-import test_litellm_sim as sim_harness  # noqa: E402
 
 SKIP_ENV = "THORFLEET_SKIP_LITELLM_CONTRACT"
 BUILD_TIMEOUT = 30 * 60  # a cold build takes about 75 s here

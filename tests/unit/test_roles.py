@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+
+# Not imported from conftest: with sim/tests in the same run, `conftest` may be that folder's.
+REPO = Path(__file__).resolve().parents[2]
 
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "meta" / "argument_specs.yml").exists())
 

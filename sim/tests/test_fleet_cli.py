@@ -5,8 +5,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO
-from thorsim import cli, fleet, images
+from thorsim import SIM_DIR, cli, fleet, images
 
 
 @pytest.mark.parametrize(
@@ -30,7 +29,7 @@ def test_bad_input_is_a_usage_error(argv, message, capsys):
 
 def test_the_command_itself_rejects_bad_counts_before_touching_docker():
     result = subprocess.run(
-        [sys.executable, str(REPO / "sim" / "fleet"), "up", "200"], capture_output=True, text=True, check=False
+        [sys.executable, str(SIM_DIR / "fleet"), "up", "200"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 2
     assert "usage: fleet up" in result.stderr

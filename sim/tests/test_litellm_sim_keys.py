@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import litellm_harness as h
 import pytest
 import requests
-import test_litellm_sim as h
 
 NOT_PREMIUM = (
     "You must be a LiteLLM Enterprise user to use this feature. If you have a license please set `LITELLM_LICENSE` "
@@ -30,18 +30,6 @@ TOKEN_TABLE = '"LiteLLM_VerificationToken"'
 
 
 # --- harness -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    with h.postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory) -> Iterator[str]:
-    with h.vllm_backend(tmp_path_factory.mktemp("vllm")) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +64,9 @@ def stored(sim: h.Sim, token: str) -> dict:
     return row
 
 
-def error(status: int, message: str, err_type: str, param: str | None = None) -> tuple[int, dict]:
-    return status, {"error": {"message": message, "type": err_type, "param": param, "code": str(status)}}
-
-
 def detail_error(status: int, detail: str, err_type: str) -> tuple[int, dict]:
     """An HTTPException(detail={"error": detail}) handed on by LiteLLM: the message is the dict's repr."""
-    return error(status, str({"error": detail}), err_type)
+    return h.error(status, str({"error": detail}), err_type)
 
 
 def answer(response: requests.Response) -> tuple[int, object]:
@@ -235,7 +219,7 @@ def test_a_duplicate_alias_is_400(sim):
     generate(sim, key_alias=name)
     for extra in ({}, {"key": "sk-other-" + secrets.token_hex(8)}):
         response = call(sim, "POST", "/key/generate", json={"key_alias": name, **extra})
-        assert answer(response) == error(
+        assert answer(response) == h.error(
             400,
             f"Key with alias '{name}' already exists. Unique key aliases across all keys are required.",
             "bad_request_error",
@@ -300,7 +284,7 @@ def test_premium_fields_need_a_licence(sim, field):
 @pytest.mark.parametrize("name", ["tab\there", "new\nline", "../up", "x/..", "line\u2028separator"])
 def test_aliases_with_control_characters_or_dot_dot_segments_are_400(sim, name):
     response = call(sim, "POST", "/key/generate", json={"key_alias": name})
-    assert answer(response) == error(
+    assert answer(response) == h.error(
         400,
         'Invalid key_alias: must not contain control characters (such as tab or newline) or a ".." path segment',
         "bad_request_error",
@@ -319,7 +303,7 @@ def test_dots_inside_an_alias_are_fine(sim):
 )
 def test_an_unparsable_duration_is_a_500(sim, duration, message):
     response = call(sim, "POST", "/key/generate", json={"key_alias": alias(), "duration": duration})
-    assert answer(response) == error(500, message, "internal_server_error")
+    assert answer(response) == h.error(500, message, "internal_server_error")
 
 
 @pytest.mark.parametrize(
@@ -388,7 +372,7 @@ def test_bodies_that_are_not_objects_are_400_before_the_key_is_checked(sim, path
     for data in (b"[1]", b"null", b"5"):
         for key in (h.MASTER_KEY, None):
             response = call(sim, "POST", path, key=key, data=data)
-            assert answer(response) == error(
+            assert answer(response) == h.error(
                 400, "Invalid JSON payload: expected an object", "invalid_request_error", "request_body"
             )
     missing = call(sim, "POST", path, data=b"")
@@ -448,7 +432,7 @@ def test_update_can_rename_a_key_but_not_onto_another_alias(sim):
     key = generate(sim, key_alias=name)
     generate(sim, key_alias=other)
     taken = call(sim, "POST", "/key/update", json={"key": key["token"], "key_alias": other})
-    assert answer(taken) == error(
+    assert answer(taken) == h.error(
         400,
         f"Key with alias '{other}' already exists. Unique key aliases across all keys are required.",
         "bad_request_error",
@@ -463,10 +447,10 @@ def test_update_can_rename_a_key_but_not_onto_another_alias(sim):
 def test_update_of_an_unknown_key_is_404(sim):
     for ident in ("sk-unknown-" + secrets.token_hex(8), "0" * 64):
         response = call(sim, "POST", "/key/update", json={"key": ident, "rpm_limit": 1})
-        assert answer(response) == error(404, "Key not found.", "not_found_error", "key")
+        assert answer(response) == h.error(404, "Key not found.", "not_found_error", "key")
     name = alias()
     response = call(sim, "POST", "/key/update", json={"key_alias": name, "rpm_limit": 1})
-    assert answer(response) == error(
+    assert answer(response) == h.error(
         404, f"Key not found. No key with key_alias='{name}'.", "not_found_error", "key_alias"
     )
 
@@ -537,7 +521,7 @@ def test_duration_recomputes_expiry_from_now(sim):
         call(sim, "POST", "/key/update", json={"key_alias": name, "duration": never})
         assert stored(sim, token)["expires"] is None
     bad = call(sim, "POST", "/key/update", json={"key_alias": name, "duration": "soon"})
-    assert answer(bad) == error(400, "Invalid duration format", "invalid_request_error")
+    assert answer(bad) == h.error(400, "Invalid duration format", "invalid_request_error")
 
 
 def test_changing_max_budget_leaves_spend_alone(sim):
@@ -586,7 +570,7 @@ def test_info_by_hash_or_raw_key(sim):
 
 def test_info_of_an_unknown_key_is_404(sim):
     response = call(sim, "GET", "/key/info", params={"key": "f" * 64})
-    assert answer(response) == error(404, "Key not found in database", "not_found_error", "key")
+    assert answer(response) == h.error(404, "Key not found in database", "not_found_error", "key")
 
 
 def test_info_status_follows_blocked_and_expires(sim):
@@ -706,7 +690,7 @@ def test_delete_by_keys_or_aliases(sim):
     assert sim.query(f"SELECT token FROM {TOKEN_TABLE} WHERE token = ANY(%s)", ([a["token"], b["token"]],)) == []
     archived = sim.query('SELECT token FROM "LiteLLM_DeletedVerificationToken" WHERE token = ANY(%s)', ([a["token"]],))
     assert archived == [{"token": a["token"]}]
-    assert answer(complete(sim, a["key"])) == error(
+    assert answer(complete(sim, a["key"])) == h.error(
         401, "Authentication Error, Invalid API key provided.", "token_not_found_in_db", "key"
     )
     response = call(sim, "POST", "/key/delete", json={"key_aliases": [c["key_alias"]]})
@@ -746,7 +730,7 @@ def test_block_and_unblock_are_repeat_safe(sim):
         response = call(sim, "POST", "/key/block", json={"key": key["key"]})
         assert response.status_code == 200 and response.json()["blocked"] is True
         assert response.json()["token"] == key["token"]
-    blocked = error(
+    blocked = h.error(
         401, "Authentication Error, Key is blocked. Update via `/key/unblock` if you're an admin.", "auth_error"
     )
     assert answer(complete(sim, key["key"])) == blocked
@@ -763,10 +747,10 @@ def test_block_and_unblock_are_repeat_safe(sim):
 def test_block_checks_the_key_format_and_existence(sim):
     for path in ("/key/block", "/key/unblock"):
         for bad in ("ab", "sk-has.dot", "not-a-hash"):
-            assert answer(call(sim, "POST", path, json={"key": bad})) == error(
+            assert answer(call(sim, "POST", path, json={"key": bad})) == h.error(
                 400, "Invalid key format.", "bad_request_error", "key"
             )
-        assert answer(call(sim, "POST", path, json={"key": "sk-ghost-" + secrets.token_hex(8)})) == error(
+        assert answer(call(sim, "POST", path, json={"key": "sk-ghost-" + secrets.token_hex(8)})) == h.error(
             404, "Key not found.", "not_found_error", "key"
         )
         assert answer(call(sim, "POST", path, json={})) == (
@@ -779,7 +763,7 @@ def test_block_checks_the_key_format_and_existence(sim):
 def test_regenerate_needs_an_enterprise_licence(sim, path):
     key = generate(sim, key_alias=alias())
     response = call(sim, "POST", path, json={"key": key["key"]})
-    assert answer(response) == error(
+    assert answer(response) == h.error(
         500, f"Regenerating Virtual Keys is an Enterprise feature, {NOT_PREMIUM}", "internal_server_error"
     )
 
@@ -803,7 +787,7 @@ def test_regenerate_needs_an_enterprise_licence(sim, path):
 def test_a_virtual_key_cannot_manage_keys(sim, method, path):
     key = generate(sim, key_alias=alias())
     response = call(sim, method, path, key=key["key"], json={"key": key["key"], "keys": [key["key"]]})
-    assert answer(response) == error(
+    assert answer(response) == h.error(
         401,
         "Authentication Error, Only proxy admin can be used to generate, delete, update info for new "
         f"keys/users/teams. Route={path}. Your role=unknown. Your user_id=*******",
@@ -822,9 +806,9 @@ def test_a_virtual_key_reads_its_own_info_but_not_others_and_cannot_list(sim):
     )
     assert call(sim, "GET", "/key/info", key=mine["key"], params={"key": mine["token"]}).status_code == 200
     other = call(sim, "GET", "/key/info", key=mine["key"], params={"key": theirs["token"]})
-    assert answer(other) == error(403, "You are not allowed to access this key's info. Your role=None", "auth_error")
+    assert answer(other) == h.error(403, "You are not allowed to access this key's info. Your role=None", "auth_error")
     listing = call(sim, "GET", "/key/list", key=mine["key"])
-    assert answer(listing) == error(
+    assert answer(listing) == h.error(
         403,
         "You are not authorized to access this endpoint. No 'user_id' is associated with your API key.",
         "bad_request_error",
@@ -858,7 +842,7 @@ def test_a_key_calls_only_its_models(sim):
     key = generate(sim, key_alias=alias(), models=[h.MODEL])
     assert complete(sim, key["key"]).status_code == 200
     denied = complete(sim, key["key"], model=h.DEAD_MODEL)
-    assert answer(denied) == error(
+    assert answer(denied) == h.error(
         403,
         f"The requested model '{h.DEAD_MODEL}' is not available for this API key, or the model name is invalid. "
         "Check the models available to you and try again.",
