@@ -27,7 +27,10 @@ from rendering import render
 from thorsim import LABEL, LABEL_EPHEMERAL, SIM_DIR
 from thorsim.hfcache import make_model
 
-LITELLM_SIM = SIM_DIR / "images" / "litellm-sim" / "litellm_sim.py"
+# litellm-sim as its image runs it: the package on PYTHONPATH (see sim_env), `python3 -m litellm_sim`
+# and then only the proxy's arguments.
+LITELLM_SIM_DIR = SIM_DIR / "images" / "litellm-sim"
+LITELLM_SIM = [sys.executable, "-m", "litellm_sim"]
 VLLM_SIM = SIM_DIR / "images" / "vllm-sim" / "vllm_sim.py"
 POSTGRES_IMAGE = "thorfleet-sim/postgres:0.1.0"
 HF_REPO = "thorsim/tiny-chat"
@@ -188,6 +191,11 @@ def proxy_env(**extra: str) -> dict[str, str]:
     return {**env, "VLLM_API_KEY": VLLM_API_KEY, **extra}
 
 
+def sim_env(**extra: str) -> dict[str, str]:
+    """proxy_env for litellm-sim, whose package is found as in its image (PYTHONPATH)."""
+    return proxy_env(PYTHONPATH=str(LITELLM_SIM_DIR), **extra)
+
+
 @dataclass
 class Sim:
     url: str
@@ -209,8 +217,8 @@ class Sim:
 def litellm_sim(workdir: Path, backend: str, database_url: str, **extra_env: str) -> Iterator[Sim]:
     config = write_config(workdir / "litellm-config.yaml", backend)
     port = free_port()
-    cmd = [sys.executable, str(LITELLM_SIM), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-    env = proxy_env(LITELLM_MASTER_KEY=MASTER_KEY, DATABASE_URL=database_url, **extra_env)
+    cmd = [*LITELLM_SIM, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    env = sim_env(LITELLM_MASTER_KEY=MASTER_KEY, DATABASE_URL=database_url, **extra_env)
     url = f"http://127.0.0.1:{port}"
     log = workdir / "litellm-sim.log"
     with serving(cmd, env, log, f"{url}/health/liveliness", START_TIMEOUT) as proc:

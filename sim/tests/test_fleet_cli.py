@@ -87,6 +87,22 @@ def test_inputs_hash_follows_content_mode_and_base(tmp_path, monkeypatch):
     assert images.inputs_hash(image) != after_chmod
 
 
+def test_inputs_hash_takes_in_a_package_folder_but_not_its_bytecode(tmp_path, monkeypatch):
+    # litellm-sim is a package: a change to any of its modules must rebuild the image, a run of its tests not.
+    monkeypatch.setattr(images, "IMAGES_DIR", tmp_path)
+    package = tmp_path / "t" / "pkg"
+    (package / "__pycache__").mkdir(parents=True)
+    (tmp_path / "t" / "Dockerfile").write_text("FROM x\nCOPY pkg/ /opt/pkg/\n")
+    module = package / "mod.py"
+    module.write_text("X = 1\n")
+    image = images.Image("t", base=images.Image("root", packages=("python3",)))
+    first = images.inputs_hash(image)
+    (package / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0")
+    assert images.inputs_hash(image) == first
+    module.write_text("X = 2\n")
+    assert images.inputs_hash(image) != first
+
+
 def test_archives_are_compressed_and_named_after_the_image():
     assert images.POSTGRES.archive_path.name == "postgres.tar.gz"
     assert images.POSTGRES.base is images.RUNTIME

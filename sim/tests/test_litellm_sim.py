@@ -6,7 +6,6 @@ import hashlib
 import json
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -29,7 +28,7 @@ from litellm_harness import (
     free_port,
     http,
     litellm_sim,
-    proxy_env,
+    sim_env,
     stream_events,
     stream_view,
     write_config,
@@ -75,8 +74,8 @@ def sim(tmp_path, postgres, backend) -> Iterator[Sim]:
 )
 def test_refuses_to_start_with_a_weak_master_key(tmp_path, env, headline, source):
     config = write_config(tmp_path / "config.yaml", "http://127.0.0.1:9/v1")
-    cmd = [sys.executable, str(LITELLM_SIM), "--config", str(config), "--port", str(free_port())]
-    result = subprocess.run(cmd, env=proxy_env(**env), capture_output=True, text=True, timeout=30, check=False)
+    cmd = [*LITELLM_SIM, "--config", str(config), "--port", str(free_port())]
+    result = subprocess.run(cmd, env=sim_env(**env), capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 3
     assert f"LiteLLM proxy refused to start: {headline}\n{source.format(config=config)}\n" in result.stderr
 
@@ -84,8 +83,8 @@ def test_refuses_to_start_with_a_weak_master_key(tmp_path, env, headline, source
 def test_a_master_key_written_into_the_config_is_blamed_on_the_config(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"general_settings": {"master_key": "sk-1234"}}))
-    cmd = [sys.executable, str(LITELLM_SIM), "--config", str(config), "--port", str(free_port())]
-    result = subprocess.run(cmd, env=proxy_env(), capture_output=True, text=True, timeout=30, check=False)
+    cmd = [*LITELLM_SIM, "--config", str(config), "--port", str(free_port())]
+    result = subprocess.run(cmd, env=sim_env(), capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 3
     assert f"It comes from general_settings.master_key in {config}." in result.stderr
 
