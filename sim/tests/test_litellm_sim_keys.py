@@ -551,6 +551,39 @@ def test_soft_budget_lives_in_the_budget_table(sim):
     assert info["litellm_budget_table"]["soft_budget"] == 1.0
 
 
+SERVICE_ACCOUNT_NEEDS_TEAM = (
+    "team_id is required for service account keys. Please specify `team_id` in the request body."
+)
+
+
+def test_a_service_account_key_needs_a_team(sim):
+    response = call(sim, "POST", "/key/generate", json={"key_alias": alias(), "metadata": {"service_account_id": "s"}})
+    assert answer(response) == h.error(400, SERVICE_ACCOUNT_NEEDS_TEAM, "invalid_request_error")
+    name = alias()
+    generate(sim, key_alias=name)
+    response = call(sim, "POST", "/key/update", json={"key_alias": name, "metadata": {"service_account_id": "s"}})
+    assert answer(response) == h.error(400, SERVICE_ACCOUNT_NEEDS_TEAM, "invalid_request_error")
+
+
+def test_service_account_id_cannot_change_once_set(sim):
+    name = alias()
+    key = generate(sim, key_alias=name, team_id="team-a", metadata={"service_account_id": "sa-1", "a": 1})
+    immutable = h.error(
+        400, "service_account_id is immutable once set and cannot be changed via update.", "invalid_request_error"
+    )
+    for metadata in ({"service_account_id": "sa-2"}, {"service_account_id": None, "a": 1}, None):
+        response = call(sim, "POST", "/key/update", json={"key_alias": name, "metadata": metadata})
+        assert answer(response) == immutable, metadata
+    assert stored(sim, key["token"])["metadata"] == {"service_account_id": "sa-1", "a": 1}
+    # Left out or sent unchanged, it stays while the rest of the metadata is replaced.
+    for metadata in ({"b": 2}, {"service_account_id": "sa-1", "b": 2}):
+        response = call(sim, "POST", "/key/update", json={"key_alias": name, "metadata": metadata})
+        assert response.status_code == 200, response.text
+        assert stored(sim, key["token"])["metadata"] == {"service_account_id": "sa-1", "b": 2}
+    assert call(sim, "POST", "/key/update", json={"key_alias": name, "rpm_limit": 4}).status_code == 200
+    assert stored(sim, key["token"])["metadata"] == {"service_account_id": "sa-1", "b": 2}
+
+
 # --- /key/info and /key/list ---------------------------------------------------------------------
 
 

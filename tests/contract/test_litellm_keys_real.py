@@ -338,6 +338,7 @@ ERROR_BODIES = [
     {"duration": ""},
     {"budget_duration": ""},
     {"budget_duration": "x", "tags": ["t"]},
+    {"metadata": {"service_account_id": "sa-1"}},
 ]
 # LiteLLM 1.109.1 accepts these; shared/LITELLM_CONTRACT.md (and so litellm-sim) refuses them.
 CONTRACT_ONLY_BODIES = [{"key": "sk-has.a.dot-0123456789"}]

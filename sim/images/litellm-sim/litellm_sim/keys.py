@@ -49,6 +49,8 @@ NOT_PREMIUM = (
 # (LiteLLM_ManagementEndpoint_MetadataFields_Premium, the ones a request body can carry).
 PREMIUM_KEY_FIELDS = ("guardrails", "policies", "tags", "prompts")
 KEY_NOT_FOUND = "Key not found."
+# Metadata entries that never change once set (LiteLLM_Reserved_Metadata_Fields).
+RESERVED_METADATA_FIELDS = ("service_account_id",)
 # GenerateKeyResponse.router_settings when the key has none: UpdateRouterConfig() dumped.
 ROUTER_SETTINGS_DUMP: dict[str, Any] = {
     "routing_strategy_args": None,
@@ -175,6 +177,28 @@ def _check_premium_fields(fields: dict[str, Any]) -> None:
             )
 
 
+def _check_service_account_team(metadata: dict[str, Any] | None, team_id: str | None) -> None:
+    """A key with metadata.service_account_id belongs to a team (validate_team_id_used_in_service_account_request)."""
+    if metadata is not None and metadata.get("service_account_id") is not None and team_id is None:
+        raise http_error(
+            400, "team_id is required for service account keys. Please specify `team_id` in the request body."
+        )
+
+
+def _keep_reserved_metadata(metadata: dict[str, Any] | None, stored: dict[str, Any]) -> dict[str, Any]:
+    """prepare_metadata_fields: a reserved entry once set is kept when the new metadata leaves it out;
+    another value for it, or metadata sent as null, is 400."""
+    kept = dict(metadata or {})
+    for name in RESERVED_METADATA_FIELDS:
+        value = stored.get(name)
+        if value is None:
+            continue
+        if metadata is None or kept.get(name, value) != value:
+            raise http_error(400, f"{name} is immutable once set and cannot be changed via update.")
+        kept[name] = value
+    return kept
+
+
 # litellm's raise_if_unsafe_secret_name: ".." as a path segment, or a control character.
 UNSAFE_ALIAS = re.compile(r"(^|/)\.\.(/|$)|[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -241,6 +265,7 @@ class KeyManagement:
         _check_budget("max_budget", fields.get("max_budget"))
         _check_budget("soft_budget", fields.get("soft_budget"))
         _check_budget_duration(fields.get("budget_duration"))
+        _check_service_account_team(fields.get("metadata"), fields.get("team_id"))
         _check_premium_fields(fields)
         alias = fields.get("key_alias")
         _check_alias_format(alias)
@@ -379,6 +404,7 @@ class KeyManagement:
                 raise http_error(400, {"error": f"spend must be a finite number. Received: {spend}"})
             _check_budget_duration(fields.get("budget_duration"))
             _check_premium_fields(fields)
+            _check_service_account_team(fields.get("metadata"), fields.get("team_id") or existing.get("team_id"))
             values: dict[str, Any] = {}
             for name in (
                 "key_alias",
@@ -428,9 +454,9 @@ class KeyManagement:
                 elif budget_duration:
                     values["budget_duration"] = budget_duration
                     values["budget_reset_at"] = next_budget_reset(budget_duration, now).replace(tzinfo=None)
-            # metadata replaces what is stored; tags are kept inside it.
-            metadata = fields["metadata"] if "metadata" in fields else dict(existing.get("metadata") or {})
-            metadata = dict(metadata or {})
+            # metadata replaces what is stored, but for its reserved entries; tags are kept inside it.
+            stored_metadata = dict(existing.get("metadata") or {})
+            metadata = _keep_reserved_metadata(fields.get("metadata", stored_metadata), stored_metadata)
             metadata |= {name: fields[name] for name in PREMIUM_KEY_FIELDS if fields.get(name) is not None}
             values["metadata"] = metadata
             new_alias = values.get("key_alias")
