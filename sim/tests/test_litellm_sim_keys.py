@@ -270,15 +270,47 @@ def test_good_budget_durations_are_accepted(sim, duration):
     assert stored(sim, body["token"])["budget_reset_at"] > datetime.now(UTC).replace(tzinfo=None)
 
 
-@pytest.mark.parametrize("field", ["tags", "guardrails"])
-def test_premium_fields_need_a_licence(sim, field):
-    response = call(sim, "POST", "/key/generate", json={"key_alias": alias(), field: ["a"]})
+@pytest.mark.parametrize(
+    ("field", "value", "empty"),
+    [
+        ("tags", ["a"], []),
+        ("guardrails", ["a"], []),
+        ("disable_global_guardrails", True, False),
+        ("allowed_passthrough_routes", ["/x"], []),
+        ("denied_passthrough_routes", ["/x"], []),
+    ],
+)
+def test_premium_fields_need_a_licence(sim, field, value, empty):
+    response = call(sim, "POST", "/key/generate", json={"key_alias": alias(), field: value})
     assert answer(response) == detail_error(
         403, f"This feature is only available for LiteLLM Enterprise users: {field}. {NOT_PREMIUM}", "auth_error"
     )
     # Empty, they are kept in the metadata.
-    body = generate(sim, key_alias=alias(), **{field: []})
-    assert (body["metadata"], body[field]) == ({field: []}, None)
+    body = generate(sim, key_alias=alias(), **{field: empty})
+    assert (body["metadata"], body[field]) == ({field: empty}, None)
+
+
+# Key settings LiteLLM 1.109.1 keeps in the key's metadata, not in columns (values as pydantic reads them).
+METADATA_SETTINGS = {
+    "model_rpm_limit": {h.MODEL: 5},
+    "model_tpm_limit": {h.MODEL: 500},
+    "mcp_rpm_limit": {"search": 3},
+    "tag_rpm_limit": {"batch": "4"},
+    "default_estimated_output_tokens": 64,
+    "rpm_limit_type": "best_effort_throughput",
+    "tpm_limit_type": "dynamic",
+    "enforced_params": ["user"],
+    "throttle_on_budget_exceeded": True,
+    "enable_prompt_caching": False,
+}
+METADATA_STORED = {**METADATA_SETTINGS, "tag_rpm_limit": {"batch": 4}}
+
+
+def test_generate_keeps_those_settings_in_the_metadata(sim):
+    body = generate(sim, key_alias=alias(), metadata={"team": "a", "model_rpm_limit": {"old": 1}}, **METADATA_SETTINGS)
+    assert body["metadata"] == {"team": "a", **METADATA_STORED}
+    assert {name: body.get(name) for name in METADATA_SETTINGS} == dict.fromkeys(METADATA_SETTINGS)
+    assert stored(sim, body["token"])["metadata"] == {"team": "a", **METADATA_STORED}
 
 
 @pytest.mark.parametrize("name", ["tab\there", "new\nline", "../up", "x/..", "line\u2028separator"])
@@ -358,8 +390,40 @@ def test_an_unparsable_duration_is_a_500(sim, duration, message):
         ),
         ({"key_alias": 5}, [["string_type", ["body", "key_alias"], "Input should be a valid string"]]),
         ({"tags": ["a", 1]}, [["string_type", ["body", "tags", 1], "Input should be a valid string"]]),
+        (
+            {"default_estimated_output_tokens": 0},
+            [["greater_than", ["body", "default_estimated_output_tokens"], "Input should be greater than 0"]],
+        ),
+        (
+            {"tpm_limit_type": "fast", "mcp_rpm_limit": {"s": "x"}},
+            [
+                [
+                    "int_parsing",
+                    ["body", "mcp_rpm_limit", "s"],
+                    "Input should be a valid integer, unable to parse string as an integer",
+                ],
+                [
+                    "literal_error",
+                    ["body", "tpm_limit_type"],
+                    "Input should be 'guaranteed_throughput', 'best_effort_throughput' or 'dynamic'",
+                ],
+            ],
+        ),
     ],
-    ids=["rpm", "both-in-field-order", "int-string", "fraction", "float", "list", "dict", "bool", "str", "list-item"],
+    ids=[
+        "rpm",
+        "both-in-field-order",
+        "int-string",
+        "fraction",
+        "float",
+        "list",
+        "dict",
+        "bool",
+        "str",
+        "list-item",
+        "positive",
+        "dict-value-and-literal",
+    ],
 )
 def test_invalid_fields_are_422(sim, body, detail):
     response = call(sim, "POST", "/key/generate", json=body)
@@ -549,6 +613,22 @@ def test_soft_budget_lives_in_the_budget_table(sim):
     call(sim, "POST", "/key/update", json={"key": plain["token"], "soft_budget": 1.0})
     info = call(sim, "GET", "/key/info", params={"key": plain["token"]}).json()["info"]
     assert info["litellm_budget_table"]["soft_budget"] == 1.0
+
+
+def test_update_merges_those_settings_into_the_metadata(sim):
+    name = alias()
+    key = generate(sim, key_alias=name, metadata={"a": 1}, model_rpm_limit={h.MODEL: 5})
+    assert call(sim, "POST", "/key/update", json={"key_alias": name, **METADATA_SETTINGS}).status_code == 200
+    assert stored(sim, key["token"])["metadata"] == {"a": 1, **METADATA_STORED}
+    # Sent as null, a setting leaves the metadata alone; metadata sent whole replaces the stored one.
+    response = call(sim, "POST", "/key/update", json={"key_alias": name, "model_rpm_limit": None})
+    assert response.status_code == 200
+    assert stored(sim, key["token"])["metadata"] == {"a": 1, **METADATA_STORED}
+    response = call(
+        sim, "POST", "/key/update", json={"key_alias": name, "metadata": {"b": 2}, "tpm_limit_type": "dynamic"}
+    )
+    assert response.json()["metadata"] == {"b": 2, "tpm_limit_type": "dynamic"}
+    assert stored(sim, key["token"])["metadata"] == {"b": 2, "tpm_limit_type": "dynamic"}
 
 
 SERVICE_ACCOUNT_NEEDS_TEAM = (

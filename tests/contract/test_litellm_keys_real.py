@@ -62,6 +62,8 @@ VALIDATION_422 = [
     ("POST", "/key/generate", {"json": {"models": "x", "metadata": [1], "blocked": "maybe"}}),
     ("POST", "/key/generate", {"json": {"tags": ["a", 1], "duration": 30, "budget_duration": 1}}),
     ("POST", "/key/generate", {"json": {"max_parallel_requests": "two", "user_id": 7, "key": ["sk-x"]}}),
+    ("POST", "/key/generate", {"json": {"default_estimated_output_tokens": 0, "rpm_limit_type": "fast"}}),
+    ("POST", "/key/generate", {"json": {"mcp_rpm_limit": {"s": "x"}, "enforced_params": ["a", 1]}}),
     ("POST", "/key/generate", {"data": b'{"x":'}),
     ("POST", "/key/generate", {"data": b""}),
     ("POST", "/key/update", {"json": {}}),
@@ -315,6 +317,22 @@ OK_BODIES = [
     {"budget_duration": "daily", "duration": "1h"},
     {"rpm_limt": 5, "unknown": {"x": 1}},
     {"key_alias": "release-1.0..2 (a..b)"},
+    {
+        "metadata": {"team": "a", "model_rpm_limit": {"old": 1}},
+        "model_rpm_limit": {"tiny-chat": 5},
+        "model_tpm_limit": {"tiny-chat": 500},
+        "mcp_rpm_limit": {"search": 3},
+        "tag_rpm_limit": {"batch": "4"},
+        "default_estimated_output_tokens": 64,
+        "rpm_limit_type": "best_effort_throughput",
+        "tpm_limit_type": "dynamic",
+        "enforced_params": ["user"],
+        "throttle_on_budget_exceeded": True,
+        "enable_prompt_caching": False,
+        "disable_global_guardrails": False,
+        "allowed_passthrough_routes": [],
+        "denied_passthrough_routes": [],
+    },
 ]
 ERROR_BODIES = [
     {"max_budget": -1},
@@ -339,6 +357,8 @@ ERROR_BODIES = [
     {"budget_duration": ""},
     {"budget_duration": "x", "tags": ["t"]},
     {"metadata": {"service_account_id": "sa-1"}},
+    {"disable_global_guardrails": True},
+    {"denied_passthrough_routes": ["/x"], "allowed_passthrough_routes": ["/y"]},
 ]
 # LiteLLM 1.109.1 accepts these; shared/LITELLM_CONTRACT.md (and so litellm-sim) refuses them.
 CONTRACT_ONLY_BODIES = [{"key": "sk-has.a.dot-0123456789"}]

@@ -45,9 +45,31 @@ NOT_PREMIUM = (
     "in your env. Get a 7 day trial key here: https://www.litellm.ai/enterprise#trial. \n"
     "Pricing: https://www.litellm.ai/#pricing"
 )
-# Key fields that need an Enterprise licence when set to a non-empty value, in LiteLLM's order
-# (LiteLLM_ManagementEndpoint_MetadataFields_Premium, the ones a request body can carry).
-PREMIUM_KEY_FIELDS = ("guardrails", "policies", "tags", "prompts")
+# Key settings LiteLLM keeps in the key's metadata rather than in columns, in its order: those that
+# need an Enterprise licence when set to a non-empty value (LiteLLM_ManagementEndpoint_MetadataFields_Premium)
+# and the others (LiteLLM_ManagementEndpoint_MetadataFields), each as far as the request models carry them
+# and this server reads them (see validation.GENERATE_REQUEST).
+PREMIUM_KEY_FIELDS = (
+    "disable_global_guardrails",
+    "guardrails",
+    "policies",
+    "tags",
+    "prompts",
+    "allowed_passthrough_routes",
+    "denied_passthrough_routes",
+)
+METADATA_KEY_FIELDS = (
+    "model_rpm_limit",
+    "model_tpm_limit",
+    "default_estimated_output_tokens",
+    "mcp_rpm_limit",
+    "tag_rpm_limit",
+    "rpm_limit_type",
+    "tpm_limit_type",
+    "enforced_params",
+    "throttle_on_budget_exceeded",
+    "enable_prompt_caching",
+)
 KEY_NOT_FOUND = "Key not found."
 # Metadata entries that never change once set (LiteLLM_Reserved_Metadata_Fields).
 RESERVED_METADATA_FIELDS = ("service_account_id",)
@@ -175,6 +197,15 @@ def _check_premium_fields(fields: dict[str, Any]) -> None:
             raise http_error(
                 403, {"error": f"This feature is only available for LiteLLM Enterprise users: {name}. {NOT_PREMIUM}"}
             )
+
+
+def _with_key_settings(metadata: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """The metadata with the key settings LiteLLM keeps there (premium ones get this far only empty);
+    a setting sent as null leaves the metadata alone."""
+    settings = {
+        name: fields[name] for name in (*PREMIUM_KEY_FIELDS, *METADATA_KEY_FIELDS) if fields.get(name) is not None
+    }
+    return metadata | settings
 
 
 def _check_service_account_team(metadata: dict[str, Any] | None, team_id: str | None) -> None:
@@ -315,9 +346,7 @@ class KeyManagement:
             budget_duration = fields.get("budget_duration")
             raw_key = custom_key if custom_key is not None else "sk-" + secrets.token_urlsafe(GENERATED_KEY_BYTES)
             token = hash_key(raw_key)
-            metadata = dict(fields.get("metadata") or {})
-            # Premium fields (only empty ones get this far) are kept in the metadata.
-            metadata |= {name: fields[name] for name in PREMIUM_KEY_FIELDS if fields.get(name) is not None}
+            metadata = _with_key_settings(dict(fields.get("metadata") or {}), fields)
             budget_id = fields.get("budget_id")
             if fields.get("soft_budget") is not None:
                 budget_id = _create_budget(cur, fields["soft_budget"], PROXY_ADMIN_NAME, now.replace(tzinfo=None))
@@ -454,11 +483,10 @@ class KeyManagement:
                 elif budget_duration:
                     values["budget_duration"] = budget_duration
                     values["budget_reset_at"] = next_budget_reset(budget_duration, now).replace(tzinfo=None)
-            # metadata replaces what is stored, but for its reserved entries; tags are kept inside it.
+            # metadata replaces what is stored, but for its reserved entries; the settings sent are merged into it.
             stored_metadata = dict(existing.get("metadata") or {})
             metadata = _keep_reserved_metadata(fields.get("metadata", stored_metadata), stored_metadata)
-            metadata |= {name: fields[name] for name in PREMIUM_KEY_FIELDS if fields.get(name) is not None}
-            values["metadata"] = metadata
+            values["metadata"] = _with_key_settings(metadata, fields)
             new_alias = values.get("key_alias")
             if new_alias != existing.get("key_alias"):
                 _check_alias_format(new_alias)

@@ -20,13 +20,15 @@ def field_error(kind: str, loc: list[Any], msg: str) -> dict[str, Any]:
     return {"type": kind, "loc": loc, "msg": msg}
 
 
+# rpm_limit_type and tpm_limit_type: a Literal of these.
+LIMIT_TYPES = ("guaranteed_throughput", "best_effort_throughput", "dynamic")
 _BOOL_STRINGS = {"0": False, "off": False, "f": False, "false": False, "n": False, "no": False}
 _BOOL_STRINGS |= {"1": True, "on": True, "t": True, "true": True, "y": True, "yes": True}
 
 
 def _coerce(kind: str, value: Any, loc: list[Any]) -> tuple[Any, list[dict[str, Any]]]:
     """pydantic's lax-mode coercion of a JSON value (or query string) to one field type."""
-    if kind in ("int", "int>=0", "int>=1", "int1..100"):
+    if kind in ("int", "int>0", "int>=0", "int>=1", "int1..100"):
         if isinstance(value, bool):
             number = int(value)
         elif isinstance(value, int):
@@ -55,6 +57,8 @@ def _coerce(kind: str, value: Any, loc: list[Any]) -> tuple[Any, list[dict[str, 
         low = {"int>=0": 0, "int>=1": 1, "int1..100": 1}.get(kind)
         if low is not None and number < low:
             return None, [field_error("greater_than_equal", loc, f"Input should be greater than or equal to {low}")]
+        if kind == "int>0" and number <= 0:
+            return None, [field_error("greater_than", loc, "Input should be greater than 0")]
         if kind == "int1..100" and number > 100:
             return None, [field_error("less_than_equal", loc, "Input should be less than or equal to 100")]
         return number, []
@@ -98,10 +102,21 @@ def _coerce(kind: str, value: Any, loc: list[Any]) -> tuple[Any, list[dict[str, 
             if not isinstance(item, str)
         ]
         return (None, errors) if errors else (value, [])
-    if kind == "dict":
-        if isinstance(value, dict):
+    if kind in ("dict", "dict[str,int]"):
+        if not isinstance(value, dict):
+            return None, [field_error("dict_type", loc, "Input should be a valid dictionary")]
+        if kind == "dict":
             return value, []
-        return None, [field_error("dict_type", loc, "Input should be a valid dictionary")]
+        coerced, errors = {}, []
+        for key, item in value.items():
+            coerced[key], problems = _coerce("int", item, [*loc, key])
+            errors += problems
+        return (None, errors) if errors else (coerced, [])
+    if kind == "limit_type":
+        if value in LIMIT_TYPES:
+            return value, []
+        expected = ", ".join(f"'{name}'" for name in LIMIT_TYPES[:-1]) + f" or '{LIMIT_TYPES[-1]}'"
+        return None, [field_error("literal_error", loc, f"Input should be {expected}")]
     raise AssertionError(kind)
 
 
@@ -125,6 +140,10 @@ _GENERATE_REQUEST: tuple[tuple[str, str], ...] = (
     ("allowed_cache_controls", "list"),
     ("config", "dict"),
     ("permissions", "dict"),
+    ("model_rpm_limit", "dict"),
+    ("model_tpm_limit", "dict"),
+    ("mcp_rpm_limit", "dict[str,int]"),
+    ("tag_rpm_limit", "dict[str,int]"),
     ("guardrails", "list[str]"),
     ("policies", "list[str]"),
     ("prompts", "list[str]"),
@@ -132,8 +151,17 @@ _GENERATE_REQUEST: tuple[tuple[str, str], ...] = (
     ("aliases", "dict"),
     ("key", "str"),
     ("tpd_limit", "int"),
+    ("default_estimated_output_tokens", "int>0"),
     ("budget_id", "str"),
     ("tags", "list[str]"),
+    ("disable_global_guardrails", "bool"),
+    ("enable_prompt_caching", "bool"),
+    ("throttle_on_budget_exceeded", "bool"),
+    ("enforced_params", "list[str]"),
+    ("allowed_passthrough_routes", "list"),
+    ("denied_passthrough_routes", "list[str]"),
+    ("rpm_limit_type", "limit_type"),
+    ("tpm_limit_type", "limit_type"),
     ("soft_budget", "float"),
 )
 GENERATE_REQUEST = (
