@@ -53,7 +53,7 @@ lint: venv collection
 	ansible-lint --profile production
 
 unit: venv
-	pytest tests/unit
+	pytest tests/unit sim/tests
 
 # The real vLLM parser and the real LiteLLM proxy, each in a venv of its own under ~/.cache/thorfleet.
 contract: venv

@@ -19,11 +19,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests" / "unit"), str(REPO / "tests"), str(REPO / "sim")]
+sys.path[:0] = [str(REPO / "sim" / "tests"), str(REPO / "tests"), str(REPO / "sim")]
 
 # The harness litellm-sim's own tests (and the contract tests) run it with.
+import litellm_harness as harness  # noqa: E402
 import playbook  # noqa: E402
-import test_litellm_sim as harness  # noqa: E402
 
 KEYS = int(os.environ.get("BENCH_KEYS", "1000"))
 CONCURRENCY = 16

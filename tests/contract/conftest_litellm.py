@@ -2,26 +2,23 @@
 with PostgreSQL, both in front of one vllm-sim. Loaded by test_litellm_real.py and
 test_litellm_keys_real.py as a plugin.
 
-litellm-sim is run with the harness of its unit tests (tests/unit/test_litellm_sim.py), so that
-both test suites drive it the same way.
+litellm-sim is run with the harness of its own tests (sim/tests/litellm_harness.py), so that both test
+suites drive it the same way.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import litellm_harness as sim_harness  # on pytest's pythonpath (pyproject.toml)
 import pytest
 
 CONTRACT_DIR = Path(__file__).resolve().parent
-# The harness lives beside the unit tests; tests/unit is on sys.path only when they run too.
-sys.path.insert(0, str(CONTRACT_DIR.parent / "unit"))
-import test_litellm_sim as sim_harness  # noqa: E402
 
 SKIP_ENV = "THORFLEET_SKIP_LITELLM_CONTRACT"
 BUILD_TIMEOUT = 30 * 60  # a cold build takes about 75 s here
@@ -142,11 +139,14 @@ def litellm_refusals(litellm_python, tmp_path_factory) -> dict[str, dict[str, Re
     runs = {}
     for name, key in WEAK_MASTER_KEYS.items():
         key_env = {} if key is None else {"LITELLM_MASTER_KEY": key}
-        sim_cmd = [sys.executable, str(sim_harness.LITELLM_SIM), "--config", str(config)]
-        sim_cmd += ["--port", str(sim_harness.free_port())]
-        for proxy, cmd in (("real", real_proxy_cmd(litellm_python, config, sim_harness.free_port())), ("sim", sim_cmd)):
+        sim_cmd = [*sim_harness.LITELLM_SIM, "--config", str(config), "--port", str(sim_harness.free_port())]
+        real_cmd = real_proxy_cmd(litellm_python, config, sim_harness.free_port())
+        for proxy, cmd, env in (
+            ("real", real_cmd, real_proxy_env(**key_env)),
+            ("sim", sim_cmd, sim_harness.sim_env(**key_env)),
+        ):
             err = open(workdir / f"{proxy}-{name}.err", "w+b")  # noqa: SIM115 - read back after the process ends
-            proc = subprocess.Popen(cmd, env=real_proxy_env(**key_env), stdout=subprocess.DEVNULL, stderr=err)
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
             runs[name, proxy] = (proc, err)
     deadline = time.monotonic() + REFUSAL_TIMEOUT
     results: dict[str, dict[str, Refusal]] = {name: {} for name in WEAK_MASTER_KEYS}

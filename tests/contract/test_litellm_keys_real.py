@@ -15,32 +15,19 @@ responses must use the field names of LiteLLM's response models.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from litellm_sim import common, db, durations
+from litellm_sim.keys import GENERATE_RESPONSE_FIELDS
 
 pytest_plugins = ["conftest_litellm"]
 
 HERE = Path(__file__).resolve().parent
-LITELLM_SIM = HERE.parents[1] / "sim" / "images" / "litellm-sim" / "litellm_sim.py"
 OWN_TIMEOUT = 300
-
-
-def load_sim_module():
-    """litellm_sim.py as a module, for the rules it implements."""
-    spec = importlib.util.spec_from_file_location("litellm_sim_rules", LITELLM_SIM)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-SIM = load_sim_module()
 
 
 def statuses(responses) -> dict[str, int]:
@@ -75,6 +62,8 @@ VALIDATION_422 = [
     ("POST", "/key/generate", {"json": {"models": "x", "metadata": [1], "blocked": "maybe"}}),
     ("POST", "/key/generate", {"json": {"tags": ["a", 1], "duration": 30, "budget_duration": 1}}),
     ("POST", "/key/generate", {"json": {"max_parallel_requests": "two", "user_id": 7, "key": ["sk-x"]}}),
+    ("POST", "/key/generate", {"json": {"default_estimated_output_tokens": 0, "rpm_limit_type": "fast"}}),
+    ("POST", "/key/generate", {"json": {"mcp_rpm_limit": {"s": "x"}, "enforced_params": ["a", 1]}}),
     ("POST", "/key/generate", {"data": b'{"x":'}),
     ("POST", "/key/generate", {"data": b""}),
     ("POST", "/key/update", {"json": {}}),
@@ -175,7 +164,7 @@ def test_the_key_modules_requests(ask, litellm_harness, litellm_sim_server):
     """generate with a supplied key -> info by hash -> list by alias and by hash (full objects) ->
     update -> delete -> info of the deleted key, as the litellm_key module sends them."""
     raw = "sk-contract-" + secrets.token_hex(12)
-    token = SIM.hash_key(raw)
+    token = common.hash_key(raw)
     name = alias()
     settings = {
         "key_alias": name,
@@ -328,6 +317,22 @@ OK_BODIES = [
     {"budget_duration": "daily", "duration": "1h"},
     {"rpm_limt": 5, "unknown": {"x": 1}},
     {"key_alias": "release-1.0..2 (a..b)"},
+    {
+        "metadata": {"team": "a", "model_rpm_limit": {"old": 1}},
+        "model_rpm_limit": {"tiny-chat": 5},
+        "model_tpm_limit": {"tiny-chat": 500},
+        "mcp_rpm_limit": {"search": 3},
+        "tag_rpm_limit": {"batch": "4"},
+        "default_estimated_output_tokens": 64,
+        "rpm_limit_type": "best_effort_throughput",
+        "tpm_limit_type": "dynamic",
+        "enforced_params": ["user"],
+        "throttle_on_budget_exceeded": True,
+        "enable_prompt_caching": False,
+        "disable_global_guardrails": False,
+        "allowed_passthrough_routes": [],
+        "denied_passthrough_routes": [],
+    },
 ]
 ERROR_BODIES = [
     {"max_budget": -1},
@@ -351,6 +356,9 @@ ERROR_BODIES = [
     {"duration": ""},
     {"budget_duration": ""},
     {"budget_duration": "x", "tags": ["t"]},
+    {"metadata": {"service_account_id": "sa-1"}},
+    {"disable_global_guardrails": True},
+    {"denied_passthrough_routes": ["/x"], "allowed_passthrough_routes": ["/y"]},
 ]
 # LiteLLM 1.109.1 accepts these; docs/litellm-contract.md (and so litellm-sim) refuses them.
 CONTRACT_ONLY_BODIES = [{"key": "sk-has.a.dot-0123456789"}]
@@ -438,18 +446,18 @@ def outcome(function, *args) -> dict:
 
 
 def test_durations_are_parsed_as_litellm_does(litellm_own):
-    mine = [outcome(SIM.duration_in_seconds, d) for d in DURATIONS if "mo" not in d]
+    mine = [outcome(durations.duration_in_seconds, d) for d in DURATIONS if "mo" not in d]
     assert mine == litellm_own["duration_in_seconds"]
 
 
 def test_budget_durations_are_accepted_as_litellm_does(litellm_own):
-    assert [outcome(SIM.budget_duration_error, d) for d in DURATIONS] == litellm_own["budget_duration_error"]
+    assert [outcome(durations.budget_duration_error, d) for d in DURATIONS] == litellm_own["budget_duration_error"]
 
 
 def test_budget_reset_times_are_litellms(litellm_own):
     from datetime import datetime
 
-    mine = [outcome(SIM.next_budget_reset, d, datetime.fromisoformat(m)) for d in DURATIONS for m in MOMENTS]
+    mine = [outcome(durations.next_budget_reset, d, datetime.fromisoformat(m)) for d in DURATIONS for m in MOMENTS]
     cases = [f"{d} @ {m}" for d in DURATIONS for m in MOMENTS]
     differing = {case: (a, b) for case, a, b in zip(cases, mine, litellm_own["next_reset"], strict=True) if a != b}
     assert not differing
@@ -457,17 +465,17 @@ def test_budget_reset_times_are_litellms(litellm_own):
 
 def test_responses_use_litellms_field_names(litellm_own):
     fields = litellm_own["fields"]
-    assert list(SIM.GENERATE_RESPONSE_FIELDS) == fields["GenerateKeyResponse"]
+    assert list(GENERATE_RESPONSE_FIELDS) == fields["GenerateKeyResponse"]
     # /key/info and /key/update answer Prisma rows; /key/block and full /key/list objects the
     # pydantic models; deleted keys LiteLLM_DeletedVerificationToken.
-    assert list(SIM.PRISMA_TOKEN_FIELDS) == fields["prisma:LiteLLM_VerificationToken"]
-    assert list(SIM.PRISMA_BUDGET_FIELDS) == fields["prisma:LiteLLM_BudgetTable"]
-    assert list(SIM.PYDANTIC_TOKEN_FIELDS) == fields["LiteLLM_VerificationToken"]
-    assert list(SIM.DELETED_TOKEN_FIELDS) == fields["LiteLLM_DeletedVerificationToken"]
+    assert list(db.PRISMA_TOKEN_FIELDS) == fields["prisma:LiteLLM_VerificationToken"]
+    assert list(db.PRISMA_BUDGET_FIELDS) == fields["prisma:LiteLLM_BudgetTable"]
+    assert list(db.PYDANTIC_TOKEN_FIELDS) == fields["LiteLLM_VerificationToken"]
+    assert list(db.DELETED_TOKEN_FIELDS) == fields["LiteLLM_DeletedVerificationToken"]
     # The archive table stores every column of a key, and when and by whom it was deleted.
-    archive = {name for name, _ in SIM.DELETED_COLUMNS} | {"id"}
+    archive = {name for name, _ in db.DELETED_COLUMNS} | {"id"}
     assert archive == set(fields["prisma:LiteLLM_DeletedVerificationToken"])
     # The real /key/list?return_full_object=true dumps UserAPIKeyAuth, which starts with the key's
     # fields and adds ~70 more about the caller's team, user and budgets (all null for these keys);
     # litellm-sim answers the key's fields only.
-    assert fields["UserAPIKeyAuth"][: len(SIM.PYDANTIC_TOKEN_FIELDS)] == list(SIM.PYDANTIC_TOKEN_FIELDS)
+    assert fields["UserAPIKeyAuth"][: len(db.PYDANTIC_TOKEN_FIELDS)] == list(db.PYDANTIC_TOKEN_FIELDS)

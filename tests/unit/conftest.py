@@ -1,4 +1,4 @@
-"""Shared paths for the unit tests, and the collection importable as Ansible imports it.
+"""The collection importable as Ansible imports it.
 
 `make collection` links this checkout in as .collections/ansible_collections/thorfleet/llm. When the link is
 missing (a bare `pytest tests/unit`), a temporary one is made, so the tests never depend on a make target.
@@ -10,10 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
-ROOTFS = REPO / "sim" / "images" / "unit" / "rootfs"
 
 
 def _collections_root() -> Path:
@@ -28,8 +25,3 @@ def _collections_root() -> Path:
 
 
 sys.path.insert(0, str(_collections_root()))
-
-
-@pytest.fixture
-def rootfs() -> Path:
-    return ROOTFS

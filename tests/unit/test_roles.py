@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+
+# Not imported from conftest: with sim/tests in the same run, `conftest` may be that folder's.
+REPO = Path(__file__).resolve().parents[2]
 
 
 class SpecLoader(yaml.SafeLoader):

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from thorsim import SIM_DIR
 from thorsim.hfcache import DEFAULT_REVISION, make_model, repo_dir
 
-SIM = REPO / "sim" / "images" / "vllm-sim" / "vllm_sim.py"
+SIM = SIM_DIR / "images" / "vllm-sim" / "vllm_sim.py"
 MODEL = "thor-lab/tiny-llm"
 SERVED = "tiny"
 ALIAS = "tiny-alias"

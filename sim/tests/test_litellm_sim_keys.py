@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import litellm_harness as h
 import pytest
 import requests
-import test_litellm_sim as h
 
 NOT_PREMIUM = (
     "You must be a LiteLLM Enterprise user to use this feature. If you have a license please set `LITELLM_LICENSE` "
@@ -30,18 +30,6 @@ TOKEN_TABLE = '"LiteLLM_VerificationToken"'
 
 
 # --- harness -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    with h.postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory) -> Iterator[str]:
-    with h.vllm_backend(tmp_path_factory.mktemp("vllm")) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +64,9 @@ def stored(sim: h.Sim, token: str) -> dict:
     return row
 
 
-def error(status: int, message: str, err_type: str, param: str | None = None) -> tuple[int, dict]:
-    return status, {"error": {"message": message, "type": err_type, "param": param, "code": str(status)}}
-
-
 def detail_error(status: int, detail: str, err_type: str) -> tuple[int, dict]:
     """An HTTPException(detail={"error": detail}) handed on by LiteLLM: the message is the dict's repr."""
-    return error(status, str({"error": detail}), err_type)
+    return h.error(status, str({"error": detail}), err_type)
 
 
 def answer(response: requests.Response) -> tuple[int, object]:
@@ -235,7 +219,7 @@ def test_a_duplicate_alias_is_400(sim):
     generate(sim, key_alias=name)
     for extra in ({}, {"key": "sk-other-" + secrets.token_hex(8)}):
         response = call(sim, "POST", "/key/generate", json={"key_alias": name, **extra})
-        assert answer(response) == error(
+        assert answer(response) == h.error(
             400,
             f"Key with alias '{name}' already exists. Unique key aliases across all keys are required.",
             "bad_request_error",
@@ -286,21 +270,53 @@ def test_good_budget_durations_are_accepted(sim, duration):
     assert stored(sim, body["token"])["budget_reset_at"] > datetime.now(UTC).replace(tzinfo=None)
 
 
-@pytest.mark.parametrize("field", ["tags", "guardrails"])
-def test_premium_fields_need_a_licence(sim, field):
-    response = call(sim, "POST", "/key/generate", json={"key_alias": alias(), field: ["a"]})
+@pytest.mark.parametrize(
+    ("field", "value", "empty"),
+    [
+        ("tags", ["a"], []),
+        ("guardrails", ["a"], []),
+        ("disable_global_guardrails", True, False),
+        ("allowed_passthrough_routes", ["/x"], []),
+        ("denied_passthrough_routes", ["/x"], []),
+    ],
+)
+def test_premium_fields_need_a_licence(sim, field, value, empty):
+    response = call(sim, "POST", "/key/generate", json={"key_alias": alias(), field: value})
     assert answer(response) == detail_error(
         403, f"This feature is only available for LiteLLM Enterprise users: {field}. {NOT_PREMIUM}", "auth_error"
     )
     # Empty, they are kept in the metadata.
-    body = generate(sim, key_alias=alias(), **{field: []})
-    assert (body["metadata"], body[field]) == ({field: []}, None)
+    body = generate(sim, key_alias=alias(), **{field: empty})
+    assert (body["metadata"], body[field]) == ({field: empty}, None)
+
+
+# Key settings LiteLLM 1.109.1 keeps in the key's metadata, not in columns (values as pydantic reads them).
+METADATA_SETTINGS = {
+    "model_rpm_limit": {h.MODEL: 5},
+    "model_tpm_limit": {h.MODEL: 500},
+    "mcp_rpm_limit": {"search": 3},
+    "tag_rpm_limit": {"batch": "4"},
+    "default_estimated_output_tokens": 64,
+    "rpm_limit_type": "best_effort_throughput",
+    "tpm_limit_type": "dynamic",
+    "enforced_params": ["user"],
+    "throttle_on_budget_exceeded": True,
+    "enable_prompt_caching": False,
+}
+METADATA_STORED = {**METADATA_SETTINGS, "tag_rpm_limit": {"batch": 4}}
+
+
+def test_generate_keeps_those_settings_in_the_metadata(sim):
+    body = generate(sim, key_alias=alias(), metadata={"team": "a", "model_rpm_limit": {"old": 1}}, **METADATA_SETTINGS)
+    assert body["metadata"] == {"team": "a", **METADATA_STORED}
+    assert {name: body.get(name) for name in METADATA_SETTINGS} == dict.fromkeys(METADATA_SETTINGS)
+    assert stored(sim, body["token"])["metadata"] == {"team": "a", **METADATA_STORED}
 
 
 @pytest.mark.parametrize("name", ["tab\there", "new\nline", "../up", "x/..", "line\u2028separator"])
 def test_aliases_with_control_characters_or_dot_dot_segments_are_400(sim, name):
     response = call(sim, "POST", "/key/generate", json={"key_alias": name})
-    assert answer(response) == error(
+    assert answer(response) == h.error(
         400,
         'Invalid key_alias: must not contain control characters (such as tab or newline) or a ".." path segment',
         "bad_request_error",
@@ -319,7 +335,7 @@ def test_dots_inside_an_alias_are_fine(sim):
 )
 def test_an_unparsable_duration_is_a_500(sim, duration, message):
     response = call(sim, "POST", "/key/generate", json={"key_alias": alias(), "duration": duration})
-    assert answer(response) == error(500, message, "internal_server_error")
+    assert answer(response) == h.error(500, message, "internal_server_error")
 
 
 @pytest.mark.parametrize(
@@ -374,8 +390,40 @@ def test_an_unparsable_duration_is_a_500(sim, duration, message):
         ),
         ({"key_alias": 5}, [["string_type", ["body", "key_alias"], "Input should be a valid string"]]),
         ({"tags": ["a", 1]}, [["string_type", ["body", "tags", 1], "Input should be a valid string"]]),
+        (
+            {"default_estimated_output_tokens": 0},
+            [["greater_than", ["body", "default_estimated_output_tokens"], "Input should be greater than 0"]],
+        ),
+        (
+            {"tpm_limit_type": "fast", "mcp_rpm_limit": {"s": "x"}},
+            [
+                [
+                    "int_parsing",
+                    ["body", "mcp_rpm_limit", "s"],
+                    "Input should be a valid integer, unable to parse string as an integer",
+                ],
+                [
+                    "literal_error",
+                    ["body", "tpm_limit_type"],
+                    "Input should be 'guaranteed_throughput', 'best_effort_throughput' or 'dynamic'",
+                ],
+            ],
+        ),
     ],
-    ids=["rpm", "both-in-field-order", "int-string", "fraction", "float", "list", "dict", "bool", "str", "list-item"],
+    ids=[
+        "rpm",
+        "both-in-field-order",
+        "int-string",
+        "fraction",
+        "float",
+        "list",
+        "dict",
+        "bool",
+        "str",
+        "list-item",
+        "positive",
+        "dict-value-and-literal",
+    ],
 )
 def test_invalid_fields_are_422(sim, body, detail):
     response = call(sim, "POST", "/key/generate", json=body)
@@ -388,7 +436,7 @@ def test_bodies_that_are_not_objects_are_400_before_the_key_is_checked(sim, path
     for data in (b"[1]", b"null", b"5"):
         for key in (h.MASTER_KEY, None):
             response = call(sim, "POST", path, key=key, data=data)
-            assert answer(response) == error(
+            assert answer(response) == h.error(
                 400, "Invalid JSON payload: expected an object", "invalid_request_error", "request_body"
             )
     missing = call(sim, "POST", path, data=b"")
@@ -448,7 +496,7 @@ def test_update_can_rename_a_key_but_not_onto_another_alias(sim):
     key = generate(sim, key_alias=name)
     generate(sim, key_alias=other)
     taken = call(sim, "POST", "/key/update", json={"key": key["token"], "key_alias": other})
-    assert answer(taken) == error(
+    assert answer(taken) == h.error(
         400,
         f"Key with alias '{other}' already exists. Unique key aliases across all keys are required.",
         "bad_request_error",
@@ -463,10 +511,10 @@ def test_update_can_rename_a_key_but_not_onto_another_alias(sim):
 def test_update_of_an_unknown_key_is_404(sim):
     for ident in ("sk-unknown-" + secrets.token_hex(8), "0" * 64):
         response = call(sim, "POST", "/key/update", json={"key": ident, "rpm_limit": 1})
-        assert answer(response) == error(404, "Key not found.", "not_found_error", "key")
+        assert answer(response) == h.error(404, "Key not found.", "not_found_error", "key")
     name = alias()
     response = call(sim, "POST", "/key/update", json={"key_alias": name, "rpm_limit": 1})
-    assert answer(response) == error(
+    assert answer(response) == h.error(
         404, f"Key not found. No key with key_alias='{name}'.", "not_found_error", "key_alias"
     )
 
@@ -537,7 +585,7 @@ def test_duration_recomputes_expiry_from_now(sim):
         call(sim, "POST", "/key/update", json={"key_alias": name, "duration": never})
         assert stored(sim, token)["expires"] is None
     bad = call(sim, "POST", "/key/update", json={"key_alias": name, "duration": "soon"})
-    assert answer(bad) == error(400, "Invalid duration format", "invalid_request_error")
+    assert answer(bad) == h.error(400, "Invalid duration format", "invalid_request_error")
 
 
 def test_changing_max_budget_leaves_spend_alone(sim):
@@ -567,6 +615,55 @@ def test_soft_budget_lives_in_the_budget_table(sim):
     assert info["litellm_budget_table"]["soft_budget"] == 1.0
 
 
+def test_update_merges_those_settings_into_the_metadata(sim):
+    name = alias()
+    key = generate(sim, key_alias=name, metadata={"a": 1}, model_rpm_limit={h.MODEL: 5})
+    assert call(sim, "POST", "/key/update", json={"key_alias": name, **METADATA_SETTINGS}).status_code == 200
+    assert stored(sim, key["token"])["metadata"] == {"a": 1, **METADATA_STORED}
+    # Sent as null, a setting leaves the metadata alone; metadata sent whole replaces the stored one.
+    response = call(sim, "POST", "/key/update", json={"key_alias": name, "model_rpm_limit": None})
+    assert response.status_code == 200
+    assert stored(sim, key["token"])["metadata"] == {"a": 1, **METADATA_STORED}
+    response = call(
+        sim, "POST", "/key/update", json={"key_alias": name, "metadata": {"b": 2}, "tpm_limit_type": "dynamic"}
+    )
+    assert response.json()["metadata"] == {"b": 2, "tpm_limit_type": "dynamic"}
+    assert stored(sim, key["token"])["metadata"] == {"b": 2, "tpm_limit_type": "dynamic"}
+
+
+SERVICE_ACCOUNT_NEEDS_TEAM = (
+    "team_id is required for service account keys. Please specify `team_id` in the request body."
+)
+
+
+def test_a_service_account_key_needs_a_team(sim):
+    response = call(sim, "POST", "/key/generate", json={"key_alias": alias(), "metadata": {"service_account_id": "s"}})
+    assert answer(response) == h.error(400, SERVICE_ACCOUNT_NEEDS_TEAM, "invalid_request_error")
+    name = alias()
+    generate(sim, key_alias=name)
+    response = call(sim, "POST", "/key/update", json={"key_alias": name, "metadata": {"service_account_id": "s"}})
+    assert answer(response) == h.error(400, SERVICE_ACCOUNT_NEEDS_TEAM, "invalid_request_error")
+
+
+def test_service_account_id_cannot_change_once_set(sim):
+    name = alias()
+    key = generate(sim, key_alias=name, team_id="team-a", metadata={"service_account_id": "sa-1", "a": 1})
+    immutable = h.error(
+        400, "service_account_id is immutable once set and cannot be changed via update.", "invalid_request_error"
+    )
+    for metadata in ({"service_account_id": "sa-2"}, {"service_account_id": None, "a": 1}, None):
+        response = call(sim, "POST", "/key/update", json={"key_alias": name, "metadata": metadata})
+        assert answer(response) == immutable, metadata
+    assert stored(sim, key["token"])["metadata"] == {"service_account_id": "sa-1", "a": 1}
+    # Left out or sent unchanged, it stays while the rest of the metadata is replaced.
+    for metadata in ({"b": 2}, {"service_account_id": "sa-1", "b": 2}):
+        response = call(sim, "POST", "/key/update", json={"key_alias": name, "metadata": metadata})
+        assert response.status_code == 200, response.text
+        assert stored(sim, key["token"])["metadata"] == {"service_account_id": "sa-1", "b": 2}
+    assert call(sim, "POST", "/key/update", json={"key_alias": name, "rpm_limit": 4}).status_code == 200
+    assert stored(sim, key["token"])["metadata"] == {"service_account_id": "sa-1", "b": 2}
+
+
 # --- /key/info and /key/list ---------------------------------------------------------------------
 
 
@@ -586,7 +683,7 @@ def test_info_by_hash_or_raw_key(sim):
 
 def test_info_of_an_unknown_key_is_404(sim):
     response = call(sim, "GET", "/key/info", params={"key": "f" * 64})
-    assert answer(response) == error(404, "Key not found in database", "not_found_error", "key")
+    assert answer(response) == h.error(404, "Key not found in database", "not_found_error", "key")
 
 
 def test_info_status_follows_blocked_and_expires(sim):
@@ -706,7 +803,7 @@ def test_delete_by_keys_or_aliases(sim):
     assert sim.query(f"SELECT token FROM {TOKEN_TABLE} WHERE token = ANY(%s)", ([a["token"], b["token"]],)) == []
     archived = sim.query('SELECT token FROM "LiteLLM_DeletedVerificationToken" WHERE token = ANY(%s)', ([a["token"]],))
     assert archived == [{"token": a["token"]}]
-    assert answer(complete(sim, a["key"])) == error(
+    assert answer(complete(sim, a["key"])) == h.error(
         401, "Authentication Error, Invalid API key provided.", "token_not_found_in_db", "key"
     )
     response = call(sim, "POST", "/key/delete", json={"key_aliases": [c["key_alias"]]})
@@ -746,7 +843,7 @@ def test_block_and_unblock_are_repeat_safe(sim):
         response = call(sim, "POST", "/key/block", json={"key": key["key"]})
         assert response.status_code == 200 and response.json()["blocked"] is True
         assert response.json()["token"] == key["token"]
-    blocked = error(
+    blocked = h.error(
         401, "Authentication Error, Key is blocked. Update via `/key/unblock` if you're an admin.", "auth_error"
     )
     assert answer(complete(sim, key["key"])) == blocked
@@ -763,10 +860,10 @@ def test_block_and_unblock_are_repeat_safe(sim):
 def test_block_checks_the_key_format_and_existence(sim):
     for path in ("/key/block", "/key/unblock"):
         for bad in ("ab", "sk-has.dot", "not-a-hash"):
-            assert answer(call(sim, "POST", path, json={"key": bad})) == error(
+            assert answer(call(sim, "POST", path, json={"key": bad})) == h.error(
                 400, "Invalid key format.", "bad_request_error", "key"
             )
-        assert answer(call(sim, "POST", path, json={"key": "sk-ghost-" + secrets.token_hex(8)})) == error(
+        assert answer(call(sim, "POST", path, json={"key": "sk-ghost-" + secrets.token_hex(8)})) == h.error(
             404, "Key not found.", "not_found_error", "key"
         )
         assert answer(call(sim, "POST", path, json={})) == (
@@ -779,7 +876,7 @@ def test_block_checks_the_key_format_and_existence(sim):
 def test_regenerate_needs_an_enterprise_licence(sim, path):
     key = generate(sim, key_alias=alias())
     response = call(sim, "POST", path, json={"key": key["key"]})
-    assert answer(response) == error(
+    assert answer(response) == h.error(
         500, f"Regenerating Virtual Keys is an Enterprise feature, {NOT_PREMIUM}", "internal_server_error"
     )
 
@@ -803,7 +900,7 @@ def test_regenerate_needs_an_enterprise_licence(sim, path):
 def test_a_virtual_key_cannot_manage_keys(sim, method, path):
     key = generate(sim, key_alias=alias())
     response = call(sim, method, path, key=key["key"], json={"key": key["key"], "keys": [key["key"]]})
-    assert answer(response) == error(
+    assert answer(response) == h.error(
         401,
         "Authentication Error, Only proxy admin can be used to generate, delete, update info for new "
         f"keys/users/teams. Route={path}. Your role=unknown. Your user_id=*******",
@@ -822,9 +919,9 @@ def test_a_virtual_key_reads_its_own_info_but_not_others_and_cannot_list(sim):
     )
     assert call(sim, "GET", "/key/info", key=mine["key"], params={"key": mine["token"]}).status_code == 200
     other = call(sim, "GET", "/key/info", key=mine["key"], params={"key": theirs["token"]})
-    assert answer(other) == error(403, "You are not allowed to access this key's info. Your role=None", "auth_error")
+    assert answer(other) == h.error(403, "You are not allowed to access this key's info. Your role=None", "auth_error")
     listing = call(sim, "GET", "/key/list", key=mine["key"])
-    assert answer(listing) == error(
+    assert answer(listing) == h.error(
         403,
         "You are not authorized to access this endpoint. No 'user_id' is associated with your API key.",
         "bad_request_error",
@@ -858,7 +955,7 @@ def test_a_key_calls_only_its_models(sim):
     key = generate(sim, key_alias=alias(), models=[h.MODEL])
     assert complete(sim, key["key"]).status_code == 200
     denied = complete(sim, key["key"], model=h.DEAD_MODEL)
-    assert answer(denied) == error(
+    assert answer(denied) == h.error(
         403,
         f"The requested model '{h.DEAD_MODEL}' is not available for this API key, or the model name is invalid. "
         "Check the models available to you and try again.",

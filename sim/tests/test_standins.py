@@ -7,7 +7,9 @@ import os
 import subprocess
 
 import pytest
-from conftest import ROOTFS
+from thorsim.images import IMAGES_DIR
+
+ROOTFS = IMAGES_DIR / "unit" / "rootfs"
 
 
 def run(tool, *args, env=None):

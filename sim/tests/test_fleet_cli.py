@@ -5,8 +5,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO
-from thorsim import cli, fleet, images
+from thorsim import SIM_DIR, cli, fleet, images
 
 
 @pytest.mark.parametrize(
@@ -30,7 +29,7 @@ def test_bad_input_is_a_usage_error(argv, message, capsys):
 
 def test_the_command_itself_rejects_bad_counts_before_touching_docker():
     result = subprocess.run(
-        [sys.executable, str(REPO / "sim" / "fleet"), "up", "200"], capture_output=True, text=True, check=False
+        [sys.executable, str(SIM_DIR / "fleet"), "up", "200"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 2
     assert "usage: fleet up" in result.stderr
@@ -86,6 +85,22 @@ def test_inputs_hash_follows_content_mode_and_base(tmp_path, monkeypatch):
     assert after_chmod != first
     tool.write_text("#!/bin/sh\nexit 0\n")
     assert images.inputs_hash(image) != after_chmod
+
+
+def test_inputs_hash_takes_in_a_package_folder_but_not_its_bytecode(tmp_path, monkeypatch):
+    # litellm-sim is a package: a change to any of its modules must rebuild the image, a run of its tests not.
+    monkeypatch.setattr(images, "IMAGES_DIR", tmp_path)
+    package = tmp_path / "t" / "pkg"
+    (package / "__pycache__").mkdir(parents=True)
+    (tmp_path / "t" / "Dockerfile").write_text("FROM x\nCOPY pkg/ /opt/pkg/\n")
+    module = package / "mod.py"
+    module.write_text("X = 1\n")
+    image = images.Image("t", base=images.Image("root", packages=("python3",)))
+    first = images.inputs_hash(image)
+    (package / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0")
+    assert images.inputs_hash(image) == first
+    module.write_text("X = 2\n")
+    assert images.inputs_hash(image) != first
 
 
 def test_archives_are_compressed_and_named_after_the_image():

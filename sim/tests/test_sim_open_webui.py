@@ -4,15 +4,14 @@ import zipfile
 
 import pytest
 import yaml
-from conftest import REPO
-from thorsim import cli, images
+from thorsim import REPO_DIR, cli, images
 
 
 def test_the_sim_image_is_the_release_the_role_pins():
-    pinned = yaml.safe_load((REPO / "roles/thorfleet_defaults/defaults/main.yml").read_text())
+    pinned = yaml.safe_load((REPO_DIR / "roles/thorfleet_defaults/defaults/main.yml").read_text())
     assert pinned["container_images_open_webui"] == f"ghcr.io/open-webui/open-webui:v{images.OPEN_WEBUI_VERSION}"
     assert f"open-webui=={images.OPEN_WEBUI_VERSION}" in images.OPEN_WEBUI.wheels
-    sim = yaml.safe_load((REPO / "inventories/sim/group_vars/thor/main.yml").read_text())
+    sim = yaml.safe_load((REPO_DIR / "inventories/sim/group_vars/thor/main.yml").read_text())
     assert sim["container_images_open_webui"] == images.OPEN_WEBUI.ref
     assert sim["container_images_archive_files"][images.OPEN_WEBUI.ref] == images.OPEN_WEBUI.archive_path.name
 

@@ -2,11 +2,10 @@
 
 import pytest
 import yaml
-from conftest import REPO
 from test_vllm_sim import HELLO, Launcher, call
-from thorsim import images
+from thorsim import REPO_DIR, images
 
-SIM_VARS = REPO / "inventories" / "sim" / "group_vars" / "thor" / "main.yml"
+SIM_VARS = REPO_DIR / "inventories" / "sim" / "group_vars" / "thor" / "main.yml"
 
 
 def test_variants_are_other_tags_of_the_service_images_with_archives_of_their_own():
