@@ -2,7 +2,7 @@
 # Apache License 2.0 (see galaxy.yml)
 """The engine of thorfleet.llm.litellm_key: the rules a key must follow, a pure planner and the act step.
 
-Written against LiteLLM 1.109.1 and ../shared/LITELLM_CONTRACT.md. One key goes read -> plan -> act:
+Written against LiteLLM 1.109.1 and docs/litellm-contract.md. One key goes read -> plan -> act:
 
 - read: the key as the proxy holds it (by the hash of a supplied raw key, else by alias; the bulk form
   reads every key from one listing);
