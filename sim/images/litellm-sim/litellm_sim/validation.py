@@ -182,7 +182,7 @@ BLOCK_REQUEST = (("key", "str"),)
 
 def read_json_body(raw: bytes) -> dict[str, Any]:
     """A management endpoint's body: 422 when missing or malformed. A body that is JSON but no
-    object has been refused before (see Handler.body_object)."""
+    object has been refused before (see http.Handler.key_post)."""
     if not raw.strip():
         raise Invalid([field_error("missing", ["body"], "Field required")])
     try:
