@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import docker
-import yaml
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[1]))
 # Terminal colour and style sequences (CSI ... m) and hyperlinks (OSC 8).
@@ -65,11 +64,9 @@ except urllib.error.HTTPError as e:
 
 
 def unit_containers(units) -> dict:
-    """thor-NN -> the unit's container, from the inventory the scenario's create step wrote."""
-    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "fleet-hosts.yml"
-    hosts = yaml.safe_load(inventory.read_text())["all"]["children"]["thor"]["hosts"]
+    """thor-NN -> the unit's container, named as the scenario's create step has sim/fleet name it."""
     client = docker.from_env()
-    return {unit: client.containers.get(hosts[unit]["ansible_host"]) for unit in units}
+    return {unit: client.containers.get(f"{os.environ['MOLECULE_SCENARIO_NAME']}-{unit}") for unit in units}
 
 
 def fleet_address(container) -> str:

@@ -65,6 +65,21 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--ephemeral", action="store_true", help="mark as a test fleet that `prune` may remove")
     up.add_argument("--timeout", type=float, default=180, help="seconds to wait for each unit (default: 180)")
+    up.add_argument(
+        "--connection",
+        choices=fleet_mod.CONNECTIONS,
+        default="ssh",
+        help="how the inventory reaches the units: ssh as thor with sudo, as on a real fleet (default), "
+        "or docker exec as root",
+    )
+    up.add_argument(
+        "--authorize",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PUBKEY",
+        help="also let this public key file log in as thor (another operator's key); repeatable",
+    )
 
     down = sub.add_parser("down", help="remove a fleet's units, volumes, network and inventory")
     _fleet_args(down)
@@ -121,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         fleet = fleet_mod.Fleet(args.fleet, args.prefix, args.ephemeral)
         inventory = args.inventory or fleet.default_inventory
         started = time.monotonic()
-        names = fleet_mod.up(client, fleet, args.count, inventory, timeout=args.timeout)
+        extra_keys = tuple(path.read_text(encoding="utf-8").strip() for path in args.authorize)
+        names = fleet_mod.up(client, fleet, args.count, inventory, args.timeout, args.connection, extra_keys)
         print(
             f"fleet {fleet.name}: {len(names)} units up in {time.monotonic() - started:.1f}s on network {fleet.network}"
         )

@@ -13,12 +13,13 @@ import docker.errors
 import yaml
 from docker.models.containers import Container
 
-from . import ARCHIVE_DIR, LABEL, LABEL_EPHEMERAL, LABEL_FLEET, REPO_DIR
+from . import ARCHIVE_DIR, LABEL, LABEL_EPHEMERAL, LABEL_FLEET, REPO_DIR, ssh
 from .cache import make_source, source_root
 from .images import UNIT, require_current
 
 MAX_UNITS = 99  # unit names have two digits, thor-01 .. thor-99
 INVENTORY_GROUP = "thor"
+CONNECTIONS = ("ssh", "docker")  # ssh as on a real fleet; docker (`docker exec` as root) as an option
 # Every fleet has a cache source (model_cache's `cache_source` host, a NAS on the fleet network): a unit image
 # container serving the host folder cache.source_root(fleet) read-only at model_cache_source_root's default.
 SOURCE_HOST = "cache_source"
@@ -150,7 +151,13 @@ def wait_ready(client: docker.DockerClient, name: str, timeout: float) -> str:
 
 
 def up(
-    client: docker.DockerClient, fleet: Fleet, count: int, inventory: Path | None, timeout: float = 180
+    client: docker.DockerClient,
+    fleet: Fleet,
+    count: int,
+    inventory: Path | None,
+    timeout: float = 180,
+    connection: str = "ssh",
+    authorized_keys: tuple[str, ...] = (),
 ) -> list[str]:
     require_current(client, UNIT)
     ensure_network(client, fleet)
@@ -166,10 +173,20 @@ def up(
     bad = {name: problem for name, problem in problems.items() if problem}
     if bad:
         raise SystemExit("fleet up: units not ready:\n" + "\n".join(f"  {n}: {p}" for n, p in bad.items()))
+    # Every unit is reachable over SSH whichever connection the inventory names.
+    keys = (ssh.ensure_key(), *authorized_keys)
+    addresses = {name: address(client.containers.get(name), fleet) for name in containers}
+    ssh.record_host_keys({addresses[name]: ssh.authorize(client.containers.get(name), keys) for name in containers})
     write_sim_vars()
     if inventory is not None:
-        write_inventory(inventory, fleet, names)
+        write_inventory(inventory, fleet, names, addresses if connection == "ssh" else None)
     return names
+
+
+def address(container: Container, fleet: Fleet) -> str:
+    """A unit's address on its fleet's network, which this machine reaches."""
+    container.reload()
+    return container.attrs["NetworkSettings"]["Networks"][fleet.network]["IPAddress"]
 
 
 def sim_vars(existing: dict) -> dict:
@@ -203,38 +220,35 @@ def _ensure_volume(client: docker.DockerClient, fleet: Fleet, unit: str) -> None
         client.volumes.create(volume_name(unit), labels=fleet.labels)
 
 
-def inventory_data(fleet: Fleet, names: list[str]) -> dict:
-    hosts = {}
-    for index, name in enumerate(names, start=1):
-        host = f"thor-{index:02d}"
-        hosts[host] = {} if host == name else {"ansible_host": name}
+def inventory_data(fleet: Fleet, names: list[str], addresses: dict[str, str] | None = None) -> dict:
+    """The fleet's inventory: over SSH to each unit's fleet address when `addresses` is given, else docker exec."""
+    reach = ssh.inventory_vars() if addresses is not None else {"ansible_connection": "community.docker.docker"}
+
+    def host_vars(container: str, host: str) -> dict:
+        if addresses is not None:
+            return {"ansible_host": addresses[container]}
+        return {} if host == container else {"ansible_host": container}
+
+    common = {**reach, "ansible_python_interpreter": "/usr/bin/python3"}
+    hosts = {f"thor-{index:02d}": host_vars(name, f"thor-{index:02d}") for index, name in enumerate(names, start=1)}
     return {
         "all": {
-            "hosts": {
-                SOURCE_HOST: {
-                    "ansible_host": fleet.source,
-                    "ansible_connection": "community.docker.docker",
-                    "ansible_python_interpreter": "/usr/bin/python3",
-                }
-            },
+            "hosts": {SOURCE_HOST: {**host_vars(fleet.source, fleet.source), **common}},
             "children": {
                 INVENTORY_GROUP: {
                     "hosts": hosts,
-                    "vars": {
-                        "ansible_connection": "community.docker.docker",
-                        "ansible_python_interpreter": "/usr/bin/python3",
-                        "thorfleet_sim_fleet": fleet.name,
-                    },
+                    "vars": {**common, "thorfleet_sim_fleet": fleet.name},
                 }
             },
         }
     }
 
 
-def write_inventory(path: Path, fleet: Fleet, names: list[str]) -> None:
+def write_inventory(path: Path, fleet: Fleet, names: list[str], addresses: dict[str, str] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = f"---\n# Written by `sim/fleet up`: the simulated Thor units of fleet {fleet.name!r}.\n"
-    path.write_text(header + yaml.safe_dump(inventory_data(fleet, names), sort_keys=False), encoding="utf-8")
+    data = inventory_data(fleet, names, addresses)
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
 def down(client: docker.DockerClient, fleet_name: str) -> dict[str, int]:

@@ -76,8 +76,9 @@ class Image:
 
 # What a Thor unit needs from its OS for this collection: systemd, a Docker engine (Jetson units
 # run Docker's packages; Debian's docker.io is the offline equivalent), python3 with requests for
-# community.docker's modules, rsync for the model cache, iproute2 for tc, and busybox-static to
-# make the few-megabyte probe image from.
+# community.docker's modules, rsync for the model cache, iproute2 for tc, sshd and sudo (Ansible
+# reaches a unit over SSH as an ordinary user and becomes root, as on JetPack), and busybox-static
+# to make the few-megabyte probe image from.
 BASE = Image(
     "base",
     packages=(
@@ -93,6 +94,8 @@ BASE = Image(
         "ca-certificates",
         "procps",
         "busybox-static",
+        "openssh-server",
+        "sudo",
     ),
 )
 # The service stand-ins' base: small, because every unit receives each of them as an archive.

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import docker
 import pytest
 import yaml
-from scenario import PROJECT, http, playbook
+from scenario import PROJECT, http, playbook, unit_containers
 
 testinfra_hosts = ["thor-01"]
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
@@ -144,7 +144,8 @@ def test_a_screenshot_of_the_chat_page(host, token):
     seen = {"ui": {"version": config["version"]}}
     assert http(host, "POST", f"{WEBUI}/api/v1/users/user/settings/update", seen, key=token)[0] == 200
     client = docker.from_env()
-    unit = client.containers.get(host.ansible.get_variables()["ansible_host"])
+    name = host.ansible.get_variables()["inventory_hostname"]
+    unit = unit_containers([name])[name]
     network = next(iter(unit.attrs["NetworkSettings"]["Networks"]))
     address = unit.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
     browser = client.containers.run(
