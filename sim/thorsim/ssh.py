@@ -27,8 +27,8 @@ HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 def ensure_key(key: Path = KEY) -> str:
     """This checkout's key pair, made once; returns the public key."""
     if not key.exists():
+        # The folder stays readable: known_hosts is shared with other operators of this machine (the key is 0600).
         key.parent.mkdir(parents=True, exist_ok=True)
-        key.parent.chmod(0o700)
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "thorfleet-sim", "-f", str(key)],
             check=True,
