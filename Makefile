@@ -14,13 +14,16 @@ DEMO_UNITS ?= 3
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup venv host images collection lint unit contract molecule test demo down clean bench bench-keys bench-cache bench-converge
+.PHONY: help setup venv host images collection lint changelog changelog-check ee unit contract molecule test demo down clean bench bench-keys \
+	bench-cache bench-converge
 
 help:
 	@echo "make setup   venv, Docker engine, simulator images (idempotent)"
 	@echo "make demo    a $(DEMO_UNITS)-unit simulated fleet on this machine"
 	@echo "make test    lint, unit and contract tests, every molecule scenario"
 	@echo "make down    remove the demo fleet"
+	@echo "make changelog  CHANGELOG.md from changelogs/ (antsibull-changelog)"
+	@echo "make ee      the execution environment's build context in .cache/ee/context, checked"
 	@echo "make bench   every benchmark below, one after another"
 	@echo "make bench-keys  1,000 keys: litellm_key in one task vs one uri task per key"
 	@echo "make bench-cache model cache to 8 units on shaped links: star vs tree vs one copy (T1)"
@@ -46,11 +49,37 @@ collection:
 	mkdir -p .collections/ansible_collections/thorfleet
 	ln -sfn ../../.. .collections/ansible_collections/thorfleet/llm
 
-lint: venv collection
+lint: venv collection changelog-check
 	yamllint --strict .
 	ruff check .
 	ruff format --check .
 	ansible-lint --profile production
+
+# CHANGELOG.md is antsibull-changelog's output (changelogs/config.yaml says how releases work), never edited by hand.
+changelog: venv
+	antsibull-changelog generate
+
+# An invalid fragment or changelog.yaml fails, and so does a CHANGELOG.md that differs from what the tool writes.
+changelog-check: venv
+	antsibull-changelog lint
+	antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+	mkdir -p .cache/changelog
+	antsibull-changelog generate --output .cache/changelog/CHANGELOG.md --output-format md
+	diff -u .cache/changelog/CHANGELOG.md CHANGELOG.md || { echo "CHANGELOG.md is not antsibull-changelog's: make changelog"; exit 1; }
+
+# The execution environment's build context, from the collection as Galaxy ships it; no registry is needed to write
+# it (`podman build .cache/ee/context` makes the image where one is reachable). ansible-builder reads the definition's
+# requirement paths from the collection's root (see meta/execution-environment.yml), so it is given from there.
+EE := .cache/ee
+EE_ROOT := $(EE)/collections/ansible_collections/thorfleet/llm
+ee: venv
+	rm -rf $(EE)
+	mkdir -p $(EE_ROOT)
+	ansible-galaxy collection build --output-path $(EE_ROOT) .
+	tar -xzf $(EE_ROOT)/thorfleet-llm-*.tar.gz -C $(EE_ROOT)
+	ln -s meta/execution-environment.yml $(EE_ROOT)/execution-environment.yml
+	ansible-builder create --file $(EE_ROOT)/execution-environment.yml --context $(EE)/context --output-filename Containerfile
+	python tests/ee/check_context.py $(EE) requirements.txt
 
 unit: venv
 	pytest tests/unit sim/tests
@@ -63,7 +92,7 @@ molecule: setup
 	$(FLEET) prune
 	molecule test --all
 
-test: setup lint unit contract molecule
+test: setup lint unit ee contract molecule
 
 # The whole service on simulated units: units, weights, site.yml, then one request through thor-01.
 demo: setup

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: cache_tree
 short_description: A sha256 manifest of model cache folders; verify a copy and fetch what differs over rsync
-version_added: 0.2.0
+version_added: 0.1.0
 author: thorfleet.llm developers
 description:
   - Without O(manifest), walks the folders in O(trees) and returns their manifest, the sha256 and size of every

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: raw_keys
 short_description: Raw LiteLLM keys made once and kept on the controller
-version_added: 0.2.0
+version_added: 0.1.0
 author: thorfleet.llm developers
 description:
   - Returns a raw LiteLLM key (C(sk-) and 40 letters and digits, from Python's C(secrets)) for every name in
