@@ -177,6 +177,7 @@ def up(
     keys = (ssh.ensure_key(), *authorized_keys)
     addresses = {name: address(client.containers.get(name), fleet) for name in containers}
     ssh.record_host_keys({addresses[name]: ssh.authorize(client.containers.get(name), keys) for name in containers})
+    ssh.write_config(fleet.name, addresses)
     write_sim_vars()
     if inventory is not None:
         write_inventory(inventory, fleet, names, addresses if connection == "ssh" else None)
@@ -233,7 +234,7 @@ def inventory_data(fleet: Fleet, names: list[str], addresses: dict[str, str] | N
     hosts = {f"thor-{index:02d}": host_vars(name, f"thor-{index:02d}") for index, name in enumerate(names, start=1)}
     return {
         "all": {
-            "hosts": {SOURCE_HOST: {**host_vars(fleet.source, fleet.source), **common}},
+            "hosts": {SOURCE_HOST: {**host_vars(fleet.source, SOURCE_HOST), **common}},
             "children": {
                 INVENTORY_GROUP: {
                     "hosts": hosts,
@@ -264,6 +265,7 @@ def down(client: docker.DockerClient, fleet_name: str) -> dict[str, int]:
     for network in client.networks.list(filters=selector):
         network.remove()
         removed["networks"] += 1
+    ssh.config_path(fleet_name).unlink(missing_ok=True)
     return removed
 
 

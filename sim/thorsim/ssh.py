@@ -63,6 +63,22 @@ def record_host_keys(host_keys: dict[str, str], known_hosts: Path = KNOWN_HOSTS)
         known_hosts.chmod(0o644)
 
 
+def config_path(fleet: str) -> Path:
+    return SSH_DIR / f"{fleet}.config"
+
+
+def write_config(fleet: str, addresses: dict[str, str], key: Path = KEY, known_hosts: Path = KNOWN_HOSTS) -> Path:
+    """An ssh_config with every container of a fleet by name: `ssh -F sim/.cache/ssh/FLEET.config thor-01`."""
+    blocks = [
+        f"Host {name}\n  HostName {address}\n  User {USER}\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {known_hosts}\n  StrictHostKeyChecking yes\n"
+        for name, address in addresses.items()
+    ]
+    path = config_path(fleet)
+    path.write_text("\n".join(blocks), encoding="utf-8")
+    return path
+
+
 def inventory_vars(key: Path = KEY, known_hosts: Path = KNOWN_HOSTS) -> dict[str, object]:
     """The variables that reach a unit the way inventories/workshop does: SSH as thor, sudo to root."""
     return {
