@@ -79,10 +79,13 @@ sanity: venv
 		--validate-collection-refs dependent --disallow-unknown-collection-refs $(SANITY_COLLECTION)
 
 # The collection's documentation (modules, filters, tests, roles) rendered by antsibull-docs and Sphinx.
+# --lenient: links into docs.ansible.com and docs.python.org only resolve where those answer; broken plugin
+# and role docs fail `make sanity` (antsibull-docs lint-collection-docs) instead.
 DOCS := .cache/docs
 docs: venv collection
 	rm -rf $(DOCS)
-	antsibull-docs sphinx-init --use-current --dest-dir $(DOCS) --fail-on-error thorfleet.llm
+	mkdir -p -m 0755 $(DOCS)  # sphinx-init wants it made, and writable by its owner only
+	antsibull-docs sphinx-init --use-current --dest-dir $(DOCS) --fail-on-error --lenient thorfleet.llm
 	cd $(DOCS) && ./build.sh
 
 # The real vLLM parser and the real LiteLLM proxy, each in a venv of its own under ~/.cache/thorfleet.
