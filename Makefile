@@ -14,13 +14,15 @@ DEMO_UNITS ?= 3
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup venv host images collection lint changelog changelog-check ee unit contract molecule test demo down clean bench bench-keys \
-	bench-cache bench-converge
+.PHONY: help setup venv host images collection lint changelog changelog-check unit sanity docs ee contract molecule test demo \
+	down clean bench bench-keys bench-cache bench-converge
 
 help:
 	@echo "make setup   venv, Docker engine, simulator images (idempotent)"
 	@echo "make demo    a $(DEMO_UNITS)-unit simulated fleet on this machine"
-	@echo "make test    lint, unit and contract tests, every molecule scenario"
+	@echo "make test    lint, unit, sanity and contract tests, every molecule scenario"
+	@echo "make sanity  ansible-test sanity and antsibull-docs' lint on the collection as it is built"
+	@echo "make docs    the collection's documentation as HTML, in .cache/docs/build/html"
 	@echo "make down    remove the demo fleet"
 	@echo "make changelog  CHANGELOG.md from changelogs/ (antsibull-changelog)"
 	@echo "make ee      the execution environment's build context in .cache/ee/context, checked"
@@ -84,6 +86,37 @@ ee: venv
 unit: venv
 	pytest tests/unit sim/tests
 
+# ansible-test sanity (no containers) and antsibull-docs' checks of every plugin's and role's documentation, on
+# the collection as `ansible-galaxy collection build` ships it (build_ignore applied), unpacked where ansible-test
+# needs it: a path ending in ansible_collections/thorfleet/llm. The unpacked copy gets a git repository of its own,
+# or ansible-test would take its file list from this checkout's, which ignores .cache. Each test runs in a venv
+# ansible-test makes with its own pinned tools (~/.ansible/test/venv, made once); .ci/get_pip.py stands in for
+# the pip bootstrap script it would download from a host that is not always reachable.
+# Python 3.11 is this venv's: the controller's, and within the modules' python_requires (tests/config.yml).
+SANITY := .cache/sanity
+SANITY_COLLECTION := $(SANITY)/ansible_collections/thorfleet/llm
+SANITY_GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
+sanity: venv
+	rm -rf $(SANITY)
+	mkdir -p $(SANITY_COLLECTION)
+	ansible-galaxy collection build --output-path $(SANITY) .
+	tar -xzf $(SANITY)/thorfleet-llm-*.tar.gz -C $(SANITY_COLLECTION)
+	git -C $(SANITY_COLLECTION) init -q
+	test -f $(SANITY_GET_PIP) || install -D -m 0644 .ci/get_pip.py $(SANITY_GET_PIP)
+	cd $(SANITY_COLLECTION) && ansible-test sanity --local --python 3.11
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(SANITY) antsibull-docs lint-collection-docs --plugin-docs \
+		--validate-collection-refs dependent --disallow-unknown-collection-refs $(SANITY_COLLECTION)
+
+# The collection's documentation (modules, filters, tests, roles) rendered by antsibull-docs and Sphinx.
+# --lenient: links into docs.ansible.com and docs.python.org only resolve where those answer; broken plugin
+# and role docs fail `make sanity` (antsibull-docs lint-collection-docs) instead.
+DOCS := .cache/docs
+docs: venv collection
+	rm -rf $(DOCS)
+	mkdir -p -m 0755 $(DOCS)  # sphinx-init wants it made, and writable by its owner only
+	antsibull-docs sphinx-init --use-current --dest-dir $(DOCS) --fail-on-error --lenient thorfleet.llm
+	cd $(DOCS) && ./build.sh
+
 # The real vLLM parser and the real LiteLLM proxy, each in a venv of its own under ~/.cache/thorfleet.
 contract: venv
 	pytest tests/contract
@@ -92,7 +125,7 @@ molecule: setup
 	$(FLEET) prune
 	molecule test --all
 
-test: setup lint unit ee contract molecule
+test: setup lint unit sanity ee contract molecule
 
 # The whole service on simulated units: units, weights, site.yml, then one request through thor-01.
 demo: setup

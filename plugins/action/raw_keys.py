@@ -48,7 +48,7 @@ class Outcome:
 
 def make_key() -> str:
     """A new raw LiteLLM key: the one place the collection makes them."""
-    return "sk-" + "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_LENGTH))
+    return "sk-" + "".join(secrets.choice(KEY_ALPHABET) for _position in range(KEY_LENGTH))
 
 
 def read_store(path: str) -> dict[str, str]:
@@ -154,7 +154,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(ARGUMENT_SPEC, required_if=REQUIRED_IF)
+        args = self.validate_argument_spec(ARGUMENT_SPEC, required_if=REQUIRED_IF)[1]
         # Plain strings: names carry Ansible's data tags, which a YAML dump cannot represent.
         path, names = args["path"], [str(name) for name in args["names"]]
         try:

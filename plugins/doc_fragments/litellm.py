@@ -1,12 +1,24 @@
 # Copyright: thorfleet.llm developers
 # Apache License 2.0 (see galaxy.yml)
-"""Options shared by the modules that talk to a LiteLLM proxy's admin API."""
+"""Options shared by the modules that talk to a LiteLLM proxy's admin API, and the action group that sets them once.
+
+Every module that uses this fragment is in the action group C(litellm) of meta/runtime.yml
+(tests/unit/test_action_groups.py checks it), as its attribute below says.
+"""
 
 from __future__ import annotations
 
 
 class ModuleDocFragment:
     DOCUMENTATION = r"""
+attributes:
+  action_group:
+    description:
+      - Use C(group/thorfleet.llm.litellm) in C(module_defaults) to set the connection options (O(api_url),
+        O(master_key), O(timeout), O(validate_certs), O(retries)) once for every LiteLLM module in a play or block.
+    support: full
+    membership:
+      - thorfleet.llm.litellm
 options:
   api_url:
     description:

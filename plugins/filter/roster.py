@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ansible.errors import AnsibleFilterError
 from ansible_collections.thorfleet.llm.plugins.module_utils._litellm_keys import (
     KEY_ALIAS_RULE,
@@ -20,7 +22,7 @@ def _number(value, kind, where):
         number = int(value) if kind is int else float(value)
     except (TypeError, ValueError):
         raise AnsibleFilterError(f"{where}: {value!r} is not a {'whole ' if kind is int else ''}number") from None
-    if number < 0 or number != number:
+    if number < 0 or math.isnan(number):
         raise AnsibleFilterError(f"{where}: {value!r} must be 0 or more")
     return number
 

@@ -30,9 +30,10 @@ def status_row(unit, answers):
     litellm (the readiness uri result) and spend (litellm_spend_info). What is missing reads as unknown."""
     if not isinstance(answers, dict):
         raise AnsibleFilterError("status_row: the answers must be a dict")
-    get = lambda name: answers.get(name) or {}  # noqa: E731 - a short accessor
-    docker, nvml, power, cache = get("docker"), get("nvml"), get("power"), get("cache")
-    models, metrics, litellm, spend = get("vllm_models"), get("vllm_metrics"), get("litellm"), get("spend")
+    docker, nvml, power, cache, models, metrics, litellm, spend = (
+        answers.get(name) or {}
+        for name in ("docker", "nvml", "power", "cache", "vllm_models", "vllm_metrics", "litellm", "spend")
+    )
 
     nvml_text = f"{nvml.get('stdout', '')} {nvml.get('stderr', '')}".strip()
     power_lines = power.get("stdout_lines") or []

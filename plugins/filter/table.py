@@ -34,8 +34,8 @@ def to_table(rows, columns, style="text"):
             pairs.append((column, column))
         else:
             raise AnsibleFilterError(f"to_table: a column is a name or {{key: header}}, not {column!r}")
-    header = [title for _, title in pairs]
-    body = [[_cell(row.get(key)) for key, _ in pairs] for row in rows]
+    header = [title for _key, title in pairs]
+    body = [[_cell(row.get(key)) for key, _title in pairs] for row in rows]
     if style == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

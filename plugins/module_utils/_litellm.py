@@ -302,7 +302,7 @@ class LiteLLMClient:
         """Every live key. Pages shift when keys are deleted meanwhile: rescan (up to `scans` times in all)
         until the keys seen match the count the proxy reports."""
         keys: list[dict] = []
-        for _ in range(max(1, scans)):
+        for _scan in range(max(1, scans)):
             keys, totals = self._list_pages(page_size, {})
             if len(set(totals)) == 1 and len(keys) == totals[0]:
                 break

@@ -10,7 +10,9 @@ DOCUMENTATION = r"""
 module: benchmark_chart
 short_description: Draw a PNG chart that compares model profiles from benchmark rows
 version_added: 0.1.0
-author: thorfleet.llm developers
+author: thorfleet.llm developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 description:
   - Draws, from the rows of the P(thorfleet.llm.benchmark_rows#filter) filter, one panel each for median time to
     first token, median decode rate and median end-to-end latency. Each panel has a group of bars per profile,
@@ -22,10 +24,12 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description:
+    details:
       - Reports whether the chart would change, writes nothing.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   rows:
     description:

@@ -10,7 +10,9 @@ DOCUMENTATION = r"""
 module: cache_tree
 short_description: A sha256 manifest of model cache folders; verify a copy and fetch what differs over rsync
 version_added: 0.1.0
-author: thorfleet.llm developers
+author: thorfleet.llm developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 description:
   - Without O(manifest), walks the folders in O(trees) and returns their manifest, the sha256 and size of every
     regular file and the target of every symbolic link (links are recorded, never followed).
@@ -25,11 +27,13 @@ description:
 attributes:
   check_mode:
     support: full
-    description:
+    details:
       - Hashes and compares but neither fetches, removes nor writes O(hash_cache); reports as changed what would
         be fetched.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   trees:
     description:
@@ -139,6 +143,7 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.validation import check_type_path
 
 CHUNK = 8 * 1024 * 1024
 STAT_LINE = re.compile(r"^(Number of regular files transferred|Total bytes received):\s*([\d,]+)", re.MULTILINE)
@@ -200,7 +205,7 @@ def walk(trees, hashes):
 
 
 def local_path(trees, key):
-    name, _, rel = key.partition("/")
+    name, _slash, rel = key.partition("/")
     return os.path.join(trees[name], rel)
 
 
@@ -288,7 +293,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    trees = {name: os.path.expanduser(str(path)) for name, path in p["trees"].items()}
+    trees = {name: check_type_path(path) for name, path in p["trees"].items()}  # type=path for each value
     hashes = HashCache(p["hash_cache"], p["rehash"])
     manifest = p["manifest"]
     if manifest is None:

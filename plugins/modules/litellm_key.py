@@ -10,8 +10,9 @@ DOCUMENTATION = r"""
 module: litellm_key
 short_description: Manage LiteLLM virtual keys, one at a time or a whole roster at once
 version_added: 0.1.0
-author: thorfleet.llm developers
+author: thorfleet.llm developers (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - thorfleet.llm.litellm
 description:
   - Creates, updates and deletes virtual API keys on a LiteLLM proxy through its admin API
@@ -34,13 +35,15 @@ description:
 attributes:
   check_mode:
     support: full
-    description:
+    details:
       - Makes no change. Read requests are still sent, and the result holds the key as it would be
         (RV(key_info)) and the fields that would change.
   diff_mode:
     support: full
-    description:
+    details:
       - Returns the key before and after as RV(diff), without raw keys.
+  platform:
+    platforms: posix
 options:
   key_alias:
     description:
@@ -516,19 +519,20 @@ KEY_SETTINGS_SPEC = dict(
 
 
 def argument_spec():
+    # no_log=False: an alias and the list of entries are not secrets (each entry's raw key is no_log).
     entry = dict(
-        key_alias=dict(type="str", required=True),
+        key_alias=dict(type="str", required=True, no_log=False),
         key=dict(type="str", no_log=True),
         state=dict(type="str", choices=["present", "absent"]),
         **KEY_SETTINGS_SPEC,
     )
     return dict(
         **CONNECTION_SPEC,
-        key_alias=dict(type="str"),
+        key_alias=dict(type="str", no_log=False),
         key=dict(type="str", no_log=True),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         alias_conflict=dict(type="str", choices=["fail", "replace"], default="fail"),
-        keys=dict(type="list", elements="dict", options=entry),
+        keys=dict(type="list", elements="dict", options=entry, no_log=False),
         owner=dict(type="str"),
         concurrency=dict(type="int", default=8),
         exclusive=dict(type="bool", default=False),

@@ -10,8 +10,9 @@ DOCUMENTATION = r"""
 module: litellm_spend_info
 short_description: Spend and token usage of every virtual key on a LiteLLM proxy
 version_added: 0.1.0
-author: thorfleet.llm developers
+author: thorfleet.llm developers (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - thorfleet.llm.litellm
 description:
   - Lists every key on a LiteLLM proxy (C(GET /key/list), pages of 100) with its running spend and budget, and
@@ -21,10 +22,12 @@ description:
 attributes:
   check_mode:
     support: full
-    description:
+    details:
       - The module changes nothing, so it runs the same in check mode.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   concurrency:
     description:

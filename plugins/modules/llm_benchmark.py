@@ -10,7 +10,9 @@ DOCUMENTATION = r"""
 module: llm_benchmark
 short_description: Time streamed chat completions on an OpenAI-compatible endpoint
 version_added: 0.1.0
-author: thorfleet.llm developers
+author: thorfleet.llm developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 description:
   - Sends the same streamed chat completion (C(stream_options.include_usage)) O(trials) times, O(concurrency)
     requests at once each time, and times every request from the moment it is sent - time to first token
@@ -22,10 +24,12 @@ description:
 attributes:
   check_mode:
     support: full
-    description:
+    details:
       - In check mode nothing is sent and no samples are returned.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   api_url:
     description:
@@ -177,8 +181,9 @@ def argument_spec():
         api_key=dict(type="str", required=True, no_log=True),
         model=dict(type="str", required=True),
         prompt=dict(type="str"),
-        prompt_tokens=dict(type="int"),
-        max_tokens=dict(type="int", default=128),
+        # Token counts, not secrets (no_log=False answers validate-modules' guess from the names).
+        prompt_tokens=dict(type="int", no_log=False),
+        max_tokens=dict(type="int", default=128, no_log=False),
         temperature=dict(type="float", default=0.7),
         trials=dict(type="int", default=5),
         concurrency=dict(type="int", default=1),
@@ -271,7 +276,7 @@ def main():
         requests = params["trials"] * params["concurrency"]
         module.exit_json(changed=False, msg=f"would send {params['warmup']} + {requests} requests")
     send = sender(params)
-    for _ in range(params["warmup"]):
+    for _warmup in range(params["warmup"]):
         try:
             send()
         except REQUEST_ERRORS as exc:

@@ -10,7 +10,10 @@ DOCUMENTATION = r"""
 module: raw_keys
 short_description: Raw LiteLLM keys made once and kept on the controller
 version_added: 0.1.0
-author: thorfleet.llm developers
+author: thorfleet.llm developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 description:
   - Returns a raw LiteLLM key (C(sk-) and 40 letters and digits, from Python's C(secrets)) for every name in
     O(names). It runs on the controller, whatever host the task targets, and never contacts that host.
@@ -26,14 +29,18 @@ description:
 attributes:
   action:
     support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
-    description:
+    details:
       - Writes nothing; reports as changed what would be added (or whose mode would be set) and returns new keys
         for the missing names, which are then kept nowhere.
   diff_mode:
     support: full
-    description:
+    details:
       - Shows the names in the file before and after, never a key.
   platform:
     platforms: posix

@@ -27,12 +27,12 @@ from unittest.mock import AsyncMock, MagicMock
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 logging.disable(logging.CRITICAL)
 
-import litellm.proxy.proxy_server as proxy_server  # noqa: E402
 from fastapi import HTTPException  # noqa: E402
 from litellm.litellm_core_utils.duration_parser import (  # noqa: E402
     duration_in_seconds,
     get_next_standardized_reset_time,
 )
+from litellm.proxy import proxy_server  # noqa: E402
 from litellm.proxy._types import (  # noqa: E402
     GenerateKeyRequest,
     GenerateKeyResponse,

@@ -85,7 +85,9 @@ VALIDATION_422 = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "kwargs"), VALIDATION_422, ids=[f"{m} {p}" for m, p, _ in VALIDATION_422])
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"), VALIDATION_422, ids=[f"{m} {p}" for m, p, _kwargs in VALIDATION_422]
+)
 def test_request_validation_is_the_same_422(ask, method, path, kwargs):
     body = same(ask(method, path, **kwargs), 422)
     assert body["detail"] and all(set(error) == {"type", "loc", "msg"} for error in body["detail"])
@@ -473,7 +475,7 @@ def test_responses_use_litellms_field_names(litellm_own):
     assert list(db.PYDANTIC_TOKEN_FIELDS) == fields["LiteLLM_VerificationToken"]
     assert list(db.DELETED_TOKEN_FIELDS) == fields["LiteLLM_DeletedVerificationToken"]
     # The archive table stores every column of a key, and when and by whom it was deleted.
-    archive = {name for name, _ in db.DELETED_COLUMNS} | {"id"}
+    archive = {name for name, _type in db.DELETED_COLUMNS} | {"id"}
     assert archive == set(fields["prisma:LiteLLM_DeletedVerificationToken"])
     # The real /key/list?return_full_object=true dumps UserAPIKeyAuth, which starts with the key's
     # fields and adds ~70 more about the caller's team, user and budgets (all null for these keys);

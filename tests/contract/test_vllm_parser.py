@@ -82,7 +82,7 @@ REJECTED = {
 @pytest.fixture(scope="module")
 def results(vllm_parser) -> dict[str, dict]:
     names = [*ACCEPTED, *REJECTED]
-    argvs = [*ACCEPTED.values(), *(argv for argv, _, _ in REJECTED.values())]
+    argvs = [*ACCEPTED.values(), *(argv for argv, _stage, _message in REJECTED.values())]
     return dict(zip(names, vllm_parser(argvs), strict=True))
 
 

@@ -73,7 +73,7 @@ def resolve(requirements, platform_tags):
                    "--report", f"{target}/report.json"]  # fmt: skip
         for tag in platform_tags:
             command += ["--platform", tag]
-        result = subprocess.run(command + requirements, capture_output=True, text=True)
+        result = subprocess.run(command + requirements, capture_output=True, text=True, check=False)
         if result.returncode:
             return result.stderr.strip() or result.stdout.strip()
         report = json.loads(Path(f"{target}/report.json").read_text())

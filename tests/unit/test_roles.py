@@ -178,7 +178,7 @@ def test_profiles_cover_the_seeds():
 def test_the_private_role_has_entry_points_only():
     assert "main" not in specs(PRIVATE)
     assert not (REPO / "roles" / PRIVATE / "defaults").exists()
-    entered_from = {where.split("/")[1] for where, role, _ in entered() if role == PRIVATE}
+    entered_from = {where.split("/")[1] for where, role, _task in entered() if role == PRIVATE}
     assert entered_from <= set(SERVICES), "only the service roles use the private role"
 
 

@@ -8,9 +8,14 @@ from pathlib import Path
 
 import yaml
 from ansible.parsing.plugin_docs import read_docstring
+from ansible.plugins.doc_fragments import action_common_attributes
 from ansible_collections.thorfleet.llm.plugins.doc_fragments import litellm as litellm_fragment
 
-FRAGMENTS = {"thorfleet.llm.litellm": litellm_fragment.ModuleDocFragment.DOCUMENTATION}
+FRAGMENTS = {
+    "thorfleet.llm.litellm": litellm_fragment.ModuleDocFragment.DOCUMENTATION,
+    "ansible.builtin.action_common_attributes": action_common_attributes.ModuleDocFragment.DOCUMENTATION,
+    "ansible.builtin.action_common_attributes.flow": action_common_attributes.ModuleDocFragment.FLOW,
+}
 PLUGINS = Path(__file__).resolve().parents[3] / "plugins"
 # Jinja plugin kind -> the class a plugin file defines and its method that returns {name: function}.
 JINJA_PLUGINS = {"filter": ("FilterModule", "filters"), "test": ("TestModule", "tests")}
@@ -20,7 +25,7 @@ def documented_options(documentation: str) -> dict:
     doc = yaml.safe_load(documentation)
     options = dict(doc.get("options") or {})
     for name in doc.get("extends_documentation_fragment", []):
-        options.update(yaml.safe_load(FRAGMENTS[name])["options"])
+        options.update(yaml.safe_load(FRAGMENTS[name]).get("options") or {})  # some hold only attributes
     return options
 
 

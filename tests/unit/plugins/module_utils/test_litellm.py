@@ -110,7 +110,7 @@ def test_one_ssl_context_per_client_made_by_ansible_for_https(fake, monkeypatch)
         litellm_utils, "open_url", lambda url, **kwargs: contexts.append(kwargs["context"]) or fake(url, **kwargs)
     )
     client = LiteLLMClient("https://litellm.test:12434", MASTER_KEY, validate_certs=False)
-    for _ in range(3):
+    for _attempt in range(3):
         client.list_keys()
     assert made == [{"validate_certs": False}]
     assert len(contexts) == 3 and len({id(context) for context in contexts}) == 1

@@ -57,7 +57,7 @@ def daemon(tmp_path, source):
     conf = tmp_path / "rsyncd.conf"
     conf.write_text(f"address = 127.0.0.1\nport = {port}\nuse chroot = no\nread only = yes\n{modules}")
     proc = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={conf}"])
-    for _ in range(50):
+    for _poll in range(50):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 break

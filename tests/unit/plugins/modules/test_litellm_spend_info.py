@@ -74,7 +74,7 @@ def test_managed_only(fake, run_module):
 def test_a_cut_short_log_is_flagged(fake, run_module, monkeypatch):
     raw = fake.add_key(key_alias="busy")
     monkeypatch.setattr(litellm_spend_info, "SPEND_LOGS_CAP", 3)
-    for _ in range(3):
+    for _attempt in range(3):
         fake.log_request(raw, spend=0.1, total_tokens=1)
     (row,) = run_spend(run_module)["usage"]
     assert (row["requests"], row["logs_complete"]) == (3, False)
