@@ -75,8 +75,9 @@ def targets():
 
 def test_the_targets_file_lists_every_unit_with_its_model(targets, containers):
     written = json.loads((PROMETHEUS_DIR / "targets.json").read_text())
+    # Each unit as Ansible reaches it (ansible_host): its address on the fleet's network.
     assert written == [
-        {"targets": [f"{containers[u].name}:9400"], "labels": {"unit": u, "model": MODEL}} for u in UNITS
+        {"targets": [f"{fleet_address(containers[u])}:9400"], "labels": {"unit": u, "model": MODEL}} for u in UNITS
     ]
     token_file = PROMETHEUS_DIR / "metrics-token"
     assert token_file.read_text() == TOKEN and oct(token_file.stat().st_mode & 0o777) == "0o600"
