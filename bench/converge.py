@@ -7,8 +7,9 @@ ratio of each size's best to one unit's; the goal is 8 units within 1.5 times on
 
 Every simulated unit runs its modules on this machine's CPUs, where real units have CPUs of their own. So
 each run also reports the CPU seconds the controller (ansible-playbook and its workers) and the units (their
-containers' cgroups) spent, and the floor those set on this machine: (controller + units) / CPUs. Where the
-floor is above one unit's wall time, the machine, not the playbooks, bounds the ratio.
+containers' cgroups) spent, the controller's per unit (what each unit of a fleet costs it), and the floor
+those set on this machine: (controller + units) / CPUs. Where the floor is above one unit's wall time, the
+machine, not the playbooks, bounds the ratio.
 
 BENCH_UNITS="1 2 4 8" and BENCH_RUNS=2 override the sizes and runs.
 """
@@ -107,14 +108,14 @@ def main() -> None:
     cpus = os.cpu_count() or 1
     print()
     header = ("units", "full converge s", "no-op runs s", "best no-op s", "x 1st size", "controller CPU s")
-    header += ("units CPU s", f"CPU floor s ({cpus} CPUs)")
+    header += ("controller CPU s / unit", "units CPU s", f"CPU floor s ({cpus} CPUs)")
     print("  ".join(f"{h:>{max(len(h), 10)}}" for h in header))
     for r in results:
         best = min(r["noop"])
         runs = " ".join(f"{s:.1f}" for s in r["noop"])
         controller, unit_cpu = r["cpu"]
         cells = (r["units"], f"{r['full']:.1f}", runs, f"{best:.1f}", f"{best / base:.2f}", f"{controller:.1f}")
-        cells += (f"{unit_cpu:.1f}", f"{(controller + unit_cpu) / cpus:.1f}")
+        cells += (f"{controller / r['units']:.1f}", f"{unit_cpu:.1f}", f"{(controller + unit_cpu) / cpus:.1f}")
         print("  ".join(f"{c:>{max(len(h), 10)}}" for c, h in zip(cells, header, strict=True)))
     last = results[-1]
     ratio = min(last["noop"]) / base

@@ -192,4 +192,4 @@ def test_service_roles_reach_the_network_through_the_private_role(role):
         "model_cache",
     ):
         assert "community.docker.docker_network" not in text
-        assert "tasks_from: network" in text and 'recreate: "{{ _common_network_stale }}"' in text
+        assert "tasks_from: network" in text and 'recreate: "{{ _common_network.network_stale }}"' in text
