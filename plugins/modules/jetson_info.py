@@ -10,7 +10,9 @@ DOCUMENTATION = r"""
 module: jetson_info
 short_description: What a Jetson unit's Docker engine, daemon.json, NVML and power mode say, in one call
 version_added: 0.2.0
-author: thorfleet.llm developers
+author: thorfleet.llm developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 description:
   - Reads, in one call on the unit, what the jetson_runtime role checks before it changes anything, where a
     Docker query, a file read and one command each took a round trip of their own.
@@ -23,10 +25,12 @@ description:
 attributes:
   check_mode:
     support: full
-    description:
+    details:
       - Reads the same in check mode.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   daemon_json:
     description:

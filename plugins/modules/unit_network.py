@@ -10,10 +10,12 @@ DOCUMENTATION = r"""
 module: unit_network
 short_description: The unit's private Docker network, made when missing, and how one container stands with it
 version_added: 0.2.0
-author: thorfleet.llm developers
+author: thorfleet.llm developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 description:
   - Makes the Docker network O(network) when it does not exist (a bridge with Docker's defaults, as
-    M(community.docker.docker_network) makes it from a name alone), and returns the container O(container) as
+    C(community.docker.docker_network) makes it from a name alone), and returns the container O(container) as
     C(docker inspect) shows it, in one call on the unit.
   - Reports whether the container stands on the network as it is now (RV(network_stale)). A container left on a
     network that was removed and made anew, or detached from it, must be recreated, since it cannot even start.
@@ -21,10 +23,12 @@ description:
 attributes:
   check_mode:
     support: full
-    description:
+    details:
       - Makes no network; reports a missing one as a change and sets RV(network_new).
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   network:
     description:
@@ -69,7 +73,7 @@ exists:
   returned: always
 container:
   description:
-    - The container's inspection (as C(docker inspect) and M(community.docker.docker_container_info) return it),
+    - The container's inspection (as C(docker inspect) and C(community.docker.docker_container_info) return it),
       null when it does not exist. It holds the container's environment, secrets included.
   type: dict
   returned: always

@@ -115,7 +115,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def get_request(self):
-        request, _ = super().get_request()
+        request, _address = super().get_request()
         return request, ("local", 0)
 
 
