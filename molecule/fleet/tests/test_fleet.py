@@ -39,7 +39,7 @@ CHECK_CHANGES = {
     },
     # Every service makes the network through _common: one task name, reported changed by each in check mode.
     "thor-02": {
-        "_common : Make the unit's private network",
+        "_common : Make the unit's private network and look at the container",
         "postgres : Run PostgreSQL",
         "vllm_server : Run vLLM",
         "litellm_proxy : Write config.yaml",
