@@ -27,6 +27,10 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self._path)
 
 
+# The argument spec of the option every module on this engine takes (doc fragment thorfleet.llm.docker_engine).
+ENGINE_OPTIONS = {"docker_socket": {"type": "path", "default": "/var/run/docker.sock"}}
+
+
 class Engine:
     """The few calls of the Engine API this needs; `request` returns (status, decoded JSON or None)."""
 

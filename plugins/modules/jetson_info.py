@@ -13,6 +13,7 @@ version_added: 0.2.0
 author: thorfleet.llm developers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - thorfleet.llm.docker_engine
 description:
   - Reads, in one call on the unit, what the jetson_runtime role checks before it changes anything, where a
     Docker query, a file read and one command each took a round trip of their own.
@@ -52,11 +53,6 @@ options:
       - Ask how the clocks are set (C(jetson_clocks --show)).
     type: bool
     default: false
-  docker_socket:
-    description:
-      - The Docker engine's Unix socket.
-    type: path
-    default: /var/run/docker.sock
 """
 
 EXAMPLES = r"""
@@ -102,7 +98,7 @@ clocks:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.thorfleet.llm.plugins.module_utils._docker_engine import Engine
+from ansible_collections.thorfleet.llm.plugins.module_utils._docker_engine import ENGINE_OPTIONS, Engine
 from ansible_collections.thorfleet.llm.plugins.module_utils._jetson_info import read
 
 
@@ -112,7 +108,7 @@ def argument_spec():
         nvml=dict(type="bool", default=True),
         power_mode=dict(type="bool", default=False),
         jetson_clocks=dict(type="bool", default=False),
-        docker_socket=dict(type="path", default="/var/run/docker.sock"),
+        **ENGINE_OPTIONS,
     )
 
 

@@ -13,6 +13,7 @@ version_added: 0.2.0
 author: thorfleet.llm developers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - thorfleet.llm.docker_engine
 description:
   - Makes the Docker network O(network) when it does not exist (a bridge with Docker's defaults, as
     C(community.docker.docker_network) makes it from a name alone), and returns the container O(container) as
@@ -40,11 +41,6 @@ options:
       - Name of the container to report.
     type: str
     required: true
-  docker_socket:
-    description:
-      - The Docker engine's Unix socket.
-    type: path
-    default: /var/run/docker.sock
 """
 
 EXAMPLES = r"""
@@ -88,7 +84,7 @@ network_stale:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.thorfleet.llm.plugins.module_utils._docker_engine import DockerError, Engine
+from ansible_collections.thorfleet.llm.plugins.module_utils._docker_engine import ENGINE_OPTIONS, DockerError, Engine
 from ansible_collections.thorfleet.llm.plugins.module_utils._unit_network import converge
 
 
@@ -96,7 +92,7 @@ def argument_spec():
     return dict(
         network=dict(type="str", required=True),
         container=dict(type="str", required=True),
-        docker_socket=dict(type="path", default="/var/run/docker.sock"),
+        **ENGINE_OPTIONS,
     )
 
 
