@@ -1,6 +1,6 @@
 # Copyright: thorfleet.llm developers
 # Apache License 2.0 (see galaxy.yml)
-"""The few calls of the Docker Engine API that the collection's read-mostly modules make (unit_network,
+"""The few calls of the Docker Engine API that the collection's read-mostly modules make (unit_service,
 jetson_info), over the engine's Unix socket: one module call on the unit where several community.docker
 modules took one round trip each."""
 
@@ -57,8 +57,8 @@ class Engine:
         return response.status, data
 
     def inspect(self, kind, name):
-        """A network's or container's inspection, None when there is none by that name."""
-        # The API's one asymmetry here: /containers/NAME/json but /networks/NAME.
-        suffix = "/json" if kind == "containers" else ""
+        """A network's, container's or image's inspection, None when there is none by that name."""
+        # The API's one asymmetry here: /containers/NAME/json and /images/NAME/json but /networks/NAME.
+        suffix = "" if kind == "networks" else "/json"
         status, data = self.request("GET", f"/{kind}/{quote(name, safe='')}{suffix}")
         return None if status == 404 else data

@@ -5,6 +5,9 @@ jetson_info module (one round trip where a Docker query, a file read and two or 
 
 from __future__ import annotations
 
+import json
+import platform
+
 from ansible_collections.thorfleet.llm.plugins.module_utils._docker_engine import DockerError
 
 
@@ -14,7 +17,27 @@ def answer(run, argv):
     return (127, "", f"{argv[0]} not found") if rc is None else (rc, out, err)
 
 
-def read(engine, run, daemon_json, nvml=True, power_mode=False, jetson_clocks=False):
+def text(path):
+    """A file's text; None when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def parse_daemon(daemon_text):
+    """daemon.json as (dict, error): a missing, empty or blank file is {} (Docker starts without it)."""
+    if not (daemon_text or "").strip():
+        return {}, ""
+    try:
+        daemon = json.loads(daemon_text)
+    except ValueError as exc:
+        return None, f"not valid JSON: {exc}"
+    return (daemon, "") if isinstance(daemon, dict) else (None, "not a JSON object")
+
+
+def read(engine, run, daemon_json, release_file, nvml=True, power_mode=False, jetson_clocks=False):
     """The unit as jetson_runtime needs it. NVML's answer is reported, not judged (the role says what to do about
     it); nvpmodel and jetson_clocks must answer, as their own tasks did: a failure raises RuntimeError."""
     try:
@@ -22,12 +45,10 @@ def read(engine, run, daemon_json, nvml=True, power_mode=False, jetson_clocks=Fa
         unit = dict(can_talk_to_docker=True, default_runtime=info.get("DefaultRuntime", ""), msg="")
     except DockerError as exc:
         unit = dict(can_talk_to_docker=False, default_runtime="", msg=str(exc))
-    try:
-        with open(daemon_json, encoding="utf-8") as handle:
-            unit["daemon_json"] = handle.read()
-    except (OSError, UnicodeDecodeError):
-        # Missing or unreadable: the role treats it as an empty file, as it treated a failed read.
-        unit["daemon_json"] = None
+    # Missing or unreadable counts as empty, as Docker treats a missing file.
+    unit["daemon"], unit["daemon_error"] = parse_daemon(text(daemon_json))
+    unit["release"] = text(release_file)
+    unit["architecture"] = platform.machine()
     unit["nvml"] = (
         dict(zip(("rc", "stdout", "stderr"), answer(run, ["nvidia-smi", "-L"]), strict=True)) if nvml else None
     )

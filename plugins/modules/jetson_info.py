@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: jetson_info
-short_description: What a Jetson unit's Docker engine, daemon.json, NVML and power mode say, in one call
+short_description: What a Jetson unit's L4T release, Docker engine, daemon.json, NVML and power mode say, in one call
 version_added: 0.2.0
 author: thorfleet.llm developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -17,8 +17,9 @@ extends_documentation_fragment:
 description:
   - Reads, in one call on the unit, what the jetson_runtime role checks before it changes anything, where a
     Docker query, a file read and one command each took a round trip of their own.
+  - The text of the L4T release file O(release_file) and the machine's architecture.
   - Whether the Docker engine answers on O(docker_socket), and its default runtime.
-  - The text of O(daemon_json) (null when it is missing or unreadable).
+  - O(daemon_json) parsed (an empty object when it is missing, unreadable or blank), or why it cannot be.
   - With O(nvml), the answer of C(nvidia-smi -L) (its exit code is reported, not judged).
   - With O(power_mode), the answer of C(nvpmodel -q); with O(jetson_clocks), of C(jetson_clocks --show). These must
     answer, or the module fails.
@@ -38,6 +39,11 @@ options:
       - Docker's daemon configuration file.
     type: path
     default: /etc/docker/daemon.json
+  release_file:
+    description:
+      - The file where L4T names its release.
+    type: path
+    default: /etc/nv_tegra_release
   nvml:
     description:
       - Ask NVML on the unit (C(nvidia-smi -L)).
@@ -79,8 +85,21 @@ msg:
   description: Why the engine did not answer; empty when it did.
   type: str
   returned: always
-daemon_json:
-  description: The text of O(daemon_json); null when it is missing or unreadable.
+daemon:
+  description: O(daemon_json) parsed; an empty object when it is missing, unreadable or blank, null when it is not a
+    JSON object (RV(daemon_error) says why).
+  type: dict
+  returned: always
+daemon_error:
+  description: Why O(daemon_json) is not a JSON object; empty when it is one (or missing).
+  type: str
+  returned: always
+release:
+  description: The text of O(release_file); null when it is missing or unreadable.
+  type: str
+  returned: always
+architecture:
+  description: The machine's architecture as the kernel names it (C(aarch64) on a Thor unit).
   type: str
   returned: always
 nvml:
@@ -105,6 +124,7 @@ from ansible_collections.thorfleet.llm.plugins.module_utils._jetson_info import 
 def argument_spec():
     return dict(
         daemon_json=dict(type="path", default="/etc/docker/daemon.json"),
+        release_file=dict(type="path", default="/etc/nv_tegra_release"),
         nvml=dict(type="bool", default=True),
         power_mode=dict(type="bool", default=False),
         jetson_clocks=dict(type="bool", default=False),
@@ -125,6 +145,7 @@ def main():
             Engine(params["docker_socket"]),
             run,
             params["daemon_json"],
+            params["release_file"],
             nvml=params["nvml"],
             power_mode=params["power_mode"],
             jetson_clocks=params["jetson_clocks"],

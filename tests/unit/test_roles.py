@@ -184,12 +184,13 @@ def test_the_private_role_has_entry_points_only():
 
 @pytest.mark.parametrize("role", SERVICES)
 def test_service_roles_reach_the_network_through_the_private_role(role):
-    """One way to make the unit network and heal a container left on a removed one."""
+    """One way to make the unit network, the folders and check the image, and heal a container left on a removed
+    network."""
     text = "".join(path.read_text() for path in (REPO / "roles" / role / "tasks").glob("*.yml"))
     if "community.docker.docker_container:" in text and role not in (
         "jetson_runtime",
         "container_images",
         "model_cache",
     ):
-        assert "community.docker.docker_network" not in text
-        assert "tasks_from: network" in text and 'recreate: "{{ _common_network.network_stale }}"' in text
+        assert "community.docker.docker_network" not in text and "state: directory" not in text
+        assert "tasks_from: service" in text and 'recreate: "{{ _common_service.network_stale }}"' in text

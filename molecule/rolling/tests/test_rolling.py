@@ -185,7 +185,7 @@ def test_a_canary_whose_new_image_fails_its_gate_is_rolled_back_and_the_rollout_
     rows = recap(output)
     assert re.match(r"thor-01\s+rolled back\s", rows["thor-01"]), rows
     assert all(re.match(rf"{unit}\s+not reached\s", rows[unit]) for unit in ("thor-02", "thor-03")), rows
-    assert "thor-01 (rolled back): Ask for a one-token completion" in output
+    assert "thor-01 (rolled back): Require a one-token completion" in output
     after = {unit: services(c) for unit, c in units.items()}
     # The canary really ran the broken image (loaded it, backed up, replaced vLLM), and is back on the old one.
     assert has_image(units["thor-01"], BROKEN_VLLM)

@@ -1,8 +1,10 @@
-"""jetson_info: the engine's answer, daemon.json, NVML and the power mode read in one call; what must answer fails."""
+"""jetson_info: the L4T release, the engine's answer, daemon.json, NVML and the power mode read in one call; what must
+answer fails."""
 
 from __future__ import annotations
 
 import json
+import platform
 
 import pytest
 from ansible.module_utils import _internal as module_utils_internal
@@ -33,13 +35,18 @@ def commands(**answers):
 def test_a_healthy_unit(tmp_path):
     daemon = tmp_path / "daemon.json"
     daemon.write_text('{"default-runtime": "nvidia"}\n')
+    release = tmp_path / "nv_tegra_release"
+    release.write_text("# R38 (release), REVISION: 2.0\n")
     run = commands(**{"nvidia-smi": (0, "GPU 0: Thor\n", ""), "nvpmodel": (0, "NV Power Mode: MAXN\n0\n", "")})
-    unit = read(Engine({"DefaultRuntime": "nvidia"}), run, str(daemon), power_mode=True)
+    unit = read(Engine({"DefaultRuntime": "nvidia"}), run, str(daemon), str(release), power_mode=True)
     assert unit == dict(
         can_talk_to_docker=True,
         default_runtime="nvidia",
         msg="",
-        daemon_json='{"default-runtime": "nvidia"}\n',
+        daemon={"default-runtime": "nvidia"},
+        daemon_error="",
+        release="# R38 (release), REVISION: 2.0\n",
+        architecture=platform.machine(),
         nvml=dict(rc=0, stdout="GPU 0: Thor\n", stderr=""),
         nvpmodel="NV Power Mode: MAXN\n0\n",
         clocks=None,
@@ -47,14 +54,29 @@ def test_a_healthy_unit(tmp_path):
 
 
 def test_a_stopped_engine_missing_file_and_missing_nvidia_smi_are_reported(tmp_path):
-    unit = read(Engine(), commands(), str(tmp_path / "none.json"))
-    assert (unit["can_talk_to_docker"], unit["default_runtime"], unit["daemon_json"]) == (False, "", None)
+    unit = read(Engine(), commands(), str(tmp_path / "none.json"), str(tmp_path / "none"))
+    assert (unit["can_talk_to_docker"], unit["default_runtime"]) == (False, "")
+    assert (unit["daemon"], unit["release"]) == ({}, None)
     assert "cannot talk" in unit["msg"]
     assert unit["nvml"] == dict(rc=127, stdout="", stderr="nvidia-smi not found")
 
 
+@pytest.mark.parametrize(
+    ("text", "daemon", "error"),
+    [
+        ("  \n", {}, ""),
+        ('{"default-runtime": "runc",}', None, "not valid JSON"),
+        ('["nvidia"]', None, "not a JSON object"),
+    ],
+)
+def test_daemon_json_blank_or_broken(tmp_path, text, daemon, error):
+    (tmp_path / "d.json").write_text(text)
+    unit = read(Engine({}), commands(), str(tmp_path / "d.json"), str(tmp_path / "r"), nvml=False)
+    assert unit["daemon"] == daemon and unit["daemon_error"].startswith(error)
+
+
 def test_nvml_is_not_asked_without_nvml(tmp_path):
-    assert read(Engine({}), commands(), str(tmp_path / "d.json"), nvml=False)["nvml"] is None
+    assert read(Engine({}), commands(), str(tmp_path / "d.json"), str(tmp_path / "r"), nvml=False)["nvml"] is None
 
 
 @pytest.mark.parametrize(
@@ -70,7 +92,7 @@ def test_nvml_is_not_asked_without_nvml(tmp_path):
 )
 def test_what_must_answer_fails(tmp_path, flags, run, message):
     with pytest.raises(RuntimeError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        read(Engine({}), run, str(tmp_path / "d.json"), nvml=False, **flags)
+        read(Engine({}), run, str(tmp_path / "d.json"), str(tmp_path / "r"), nvml=False, **flags)
 
 
 def test_the_module_reports_and_fails(capsys, monkeypatch, tmp_path):

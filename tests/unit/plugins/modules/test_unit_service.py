@@ -1,9 +1,11 @@
-"""unit_network: the network made only when missing, the container's standing with it, in check mode too, over a
-fake Docker engine on a Unix socket."""
+"""unit_service: the folders and the network made only when missing, the container's standing with the network, the
+image looked for, in check mode too, over a fake Docker engine on a Unix socket."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler
@@ -12,8 +14,8 @@ import pytest
 from ansible.module_utils import _internal as module_utils_internal
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.thorfleet.llm.plugins.module_utils._docker_engine import DockerError, Engine
-from ansible_collections.thorfleet.llm.plugins.module_utils._unit_network import converge
-from ansible_collections.thorfleet.llm.plugins.modules import unit_network
+from ansible_collections.thorfleet.llm.plugins.module_utils._unit_service import FolderError, converge, files, folders
+from ansible_collections.thorfleet.llm.plugins.modules import unit_service
 
 from ..docs import assert_documented
 
@@ -23,13 +25,14 @@ NET = "infra-thor"
 class FakeEngine:
     """Networks and containers by name; records what was created."""
 
-    def __init__(self, networks=None, containers=None):
+    def __init__(self, networks=None, containers=None, images=None):
         self.networks = dict(networks or {})
         self.containers = dict(containers or {})
+        self.images = dict(images or {})
         self.created = []
 
     def inspect(self, kind, name):
-        return (self.networks if kind == "networks" else self.containers).get(name)
+        return {"networks": self.networks, "containers": self.containers, "images": self.images}[kind].get(name)
 
     def request(self, method, path, body=None):
         assert (method, path) == ("POST", "/networks/create")
@@ -44,16 +47,22 @@ def on(network_id):
 
 def test_a_healthy_unit_changes_nothing():
     engine = FakeEngine({NET: {"Name": NET, "Id": "n1"}}, {"ai-vllm": on("n1")})
-    result = converge(engine, NET, "ai-vllm", check_mode=False)
+    result = converge(engine, NET, "ai-vllm", None, check_mode=False)
     assert result == dict(
-        changed=False, network_id="n1", exists=True, container=on("n1"), network_new=False, network_stale=False
+        changed=False,
+        network_id="n1",
+        exists=True,
+        container=on("n1"),
+        network_new=False,
+        network_stale=False,
+        image_present=None,
     )
     assert engine.created == []
 
 
 def test_a_missing_network_is_made_and_its_old_containers_are_stale():
     engine = FakeEngine(containers={"ai-vllm": on("gone")})
-    result = converge(engine, NET, "ai-vllm", check_mode=False)
+    result = converge(engine, NET, "ai-vllm", None, check_mode=False)
     assert engine.created == [{"Name": NET, "Driver": "bridge", "CheckDuplicate": True}]
     assert (result["changed"], result["network_id"], result["network_new"], result["network_stale"]) == (
         True,
@@ -65,7 +74,7 @@ def test_a_missing_network_is_made_and_its_old_containers_are_stale():
 
 def test_check_mode_makes_nothing_and_says_the_network_is_new():
     engine = FakeEngine(containers={"ai-vllm": on("gone")})
-    result = converge(engine, NET, "ai-vllm", check_mode=True)
+    result = converge(engine, NET, "ai-vllm", None, check_mode=True)
     assert engine.created == []
     assert (result["changed"], result["network_id"], result["network_new"], result["network_stale"]) == (
         True,
@@ -76,19 +85,65 @@ def test_check_mode_makes_nothing_and_says_the_network_is_new():
 
 
 def test_a_missing_container_is_not_stale():
-    result = converge(FakeEngine({NET: {"Name": NET, "Id": "n1"}}), NET, "ai-vllm", check_mode=False)
+    result = converge(FakeEngine({NET: {"Name": NET, "Id": "n1"}}), NET, "ai-vllm", None, check_mode=False)
     assert (result["exists"], result["container"], result["network_stale"]) == (False, None, False)
 
 
 def test_a_detached_container_is_stale():
     detached = {"NetworkSettings": {"Networks": {"bridge": {"NetworkID": "b"}}}}
     engine = FakeEngine({NET: {"Name": NET, "Id": "n1"}}, {"ai-vllm": detached})
-    assert converge(engine, NET, "ai-vllm", check_mode=False)["network_stale"] is True
+    assert converge(engine, NET, "ai-vllm", None, check_mode=False)["network_stale"] is True
+
+
+def test_the_image_is_looked_for_when_asked():
+    engine = FakeEngine({NET: {"Name": NET, "Id": "n1"}}, images={"vllm:1": {"Id": "sha256:1"}})
+    assert converge(engine, NET, "ai-vllm", "vllm:1", check_mode=False)["image_present"] is True
+    assert converge(engine, NET, "ai-vllm", "vllm:2", check_mode=True)["image_present"] is False
+
+
+def test_folders_are_made_with_their_parents_and_their_mode_set(tmp_path):
+    data, kept = tmp_path / "srv" / "data", tmp_path / "kept"
+    kept.mkdir(mode=0o700)
+    os.chmod(kept, 0o700)
+    assert folders([str(data), str(kept)], "0700", check_mode=False) == {str(data): (None, 0o700)}
+    assert (data.stat().st_mode & 0o7777, kept.stat().st_mode & 0o7777) == (0o700, 0o700)
+    # A mode changed by hand is set back; a second run changes nothing.
+    os.chmod(data, 0o755)
+    assert folders([str(data)], "0700", check_mode=False) == {str(data): (0o755, 0o700)}
+    assert folders([str(data), str(kept)], "0700", check_mode=False) == {}
+
+
+def test_check_mode_makes_no_folder(tmp_path):
+    data = tmp_path / "data"
+    assert folders([str(data)], "0755", check_mode=True) == {str(data): (None, 0o755)}
+    assert not data.exists()
+
+
+def test_a_file_in_a_folders_place_or_a_bad_mode_is_refused(tmp_path):
+    (tmp_path / "data").write_text("not a folder")
+    with pytest.raises(FolderError, match="exists and is not a folder"):
+        folders([str(tmp_path / "data")], "0700", check_mode=False)
+    with pytest.raises(FolderError, match="octal string"):
+        folders([str(tmp_path / "other")], "448", check_mode=False)
+
+
+def test_files_are_reported_for_the_caller_to_compare(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("model_list: []\n")
+    os.chmod(config, 0o600)
+    found = files([str(config), str(tmp_path / "none.yaml"), str(tmp_path)])
+    assert found == {
+        str(config): dict(
+            sha256=hashlib.sha256(b"model_list: []\n").hexdigest(), mode="0600", uid=os.getuid(), gid=os.getgid()
+        ),
+        str(tmp_path / "none.yaml"): None,
+        str(tmp_path): None,
+    }
 
 
 def test_a_network_found_by_id_prefix_only_is_not_the_network():
     engine = FakeEngine({NET: {"Name": "infra-thor-old", "Id": "n0"}})
-    assert converge(engine, NET, "ai-vllm", check_mode=False)["changed"] is True
+    assert converge(engine, NET, "ai-vllm", None, check_mode=False)["changed"] is True
     assert engine.created
 
 
@@ -149,7 +204,7 @@ def run(capsys, monkeypatch):
 
     def run(check=False, **args):
         with patch_module_args({**args, "_ansible_check_mode": check}), pytest.raises(SystemExit) as exited:
-            unit_network.main()
+            unit_service.main()
         result = json.loads(capsys.readouterr().out)
         assert bool(result.get("failed")) == (exited.value.code != 0), result
         return result
@@ -159,10 +214,17 @@ def run(capsys, monkeypatch):
 
 def test_the_module_reports_and_fails_as_documented(run, docker_socket, tmp_path):
     result = run(network=NET, container="ai-vllm", docker_socket=docker_socket)
-    assert (result["changed"], result["exists"], result["network_stale"]) == (False, True, False)
+    assert (result["changed"], result["exists"], result["network_stale"], result["folders"]) == (False, True, False, [])
+    folder = str(tmp_path / "data")
+    made = run(network=NET, container="ai-vllm", folders=[folder], folders_mode="0700", docker_socket=docker_socket)
+    assert (made["changed"], made["folders"], made["diff"]) == (
+        True,
+        [folder],
+        {"before": f"{folder}: absent\n", "after": f"{folder}: 0700\n"},
+    )
     failed = run(network=NET, container="ai-vllm", docker_socket=str(tmp_path / "none.sock"))
     assert failed["failed"] and "cannot talk to the Docker engine" in failed["msg"]
 
 
 def test_documented_as_specified():
-    assert_documented(unit_network.DOCUMENTATION, unit_network.argument_spec())
+    assert_documented(unit_service.DOCUMENTATION, unit_service.argument_spec())

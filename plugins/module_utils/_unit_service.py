@@ -1,0 +1,96 @@
+# Copyright: thorfleet.llm developers
+# Apache License 2.0 (see galaxy.yml)
+"""What a service container needs on the unit before it runs, and the container as it stands: the engine of the
+unit_service module (one round trip where file, docker_network and docker_container_info took one each)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+
+MODE = re.compile(r"0?[0-7]{3}")
+
+
+class FolderError(Exception):
+    """A folder cannot be made as asked."""
+
+
+def folders(paths, mode_text, check_mode):
+    """Make each folder of `paths` that is missing (with its parents) and set `mode_text` where the mode differs,
+    as ansible.builtin.file with state=directory does. Returns {path: (mode before or None, mode after)} for each
+    folder made or changed; nothing changes in check mode."""
+    if not MODE.fullmatch(mode_text):
+        raise FolderError(f"the folders' mode must be an octal string such as '0700', not {mode_text!r}")
+    mode = int(mode_text, 8)
+    changes = {}
+    for path in paths:
+        try:
+            found = os.stat(path)
+        except FileNotFoundError:
+            found = None
+        if found is not None and not stat.S_ISDIR(found.st_mode):
+            raise FolderError(f"{path} exists and is not a folder: move it away, then run again")
+        current = None if found is None else stat.S_IMODE(found.st_mode)
+        if current == mode:
+            continue
+        changes[path] = (current, mode)
+        if not check_mode:
+            if found is None:
+                os.makedirs(path)
+            os.chmod(path, mode)
+    return changes
+
+
+def files(paths):
+    """{path: {sha256, mode, uid, gid}} of each file of `paths`, None where there is no regular file: what the caller
+    compares with what it would write, so that a file that is as wanted costs no further call."""
+    found = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            found[path] = None
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        mode = f"{stat.S_IMODE(st.st_mode):04o}"
+        found[path] = dict(sha256=digest.hexdigest(), mode=mode, uid=st.st_uid, gid=st.st_gid)
+    return found
+
+
+def converge(engine, network, container, image, check_mode):
+    """Make `network` (a bridge, Docker's defaults, as docker_network makes it) when it is missing, and report
+    the container `container`: {changed, network_id, exists, container, network_new, network_stale, image_present}.
+
+    image_present: whether the image `image` is on the unit (None when no image is asked about).
+    network_new: check mode and the network does not exist yet (the caller leaves `networks` out of what it
+    compares). network_stale: the container exists but is not on the network as it is now (detached, or the
+    network was removed and made anew): the caller recreates it, since such a container cannot even start."""
+    found = engine.inspect("networks", network)
+    # Docker matches a network by id prefix too; only the name counts here, as for docker_network.
+    if found is not None and found.get("Name") != network:
+        found = None
+    changed = found is None
+    if changed and not check_mode:
+        engine.request("POST", "/networks/create", {"Name": network, "Driver": "bridge", "CheckDuplicate": True})
+        found = engine.inspect("networks", network)
+    network_id = (found or {}).get("Id", "")
+    info = engine.inspect("containers", container)
+    attached = ((info or {}).get("NetworkSettings") or {}).get("Networks") or {}
+    # Detached counts as stale too: in check mode the network a run would make has no id yet.
+    stale = info is not None and ((attached.get(network) or {}).get("NetworkID") or "detached") != network_id
+    return dict(
+        changed=changed,
+        network_id=network_id,
+        exists=info is not None,
+        container=info,
+        network_new=check_mode and changed,
+        network_stale=stale,
+        image_present=None if image is None else engine.inspect("images", image) is not None,
+    )
