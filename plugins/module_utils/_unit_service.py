@@ -19,8 +19,8 @@ class FolderError(Exception):
 
 def folders(paths, mode_text, check_mode):
     """Make each folder of `paths` that is missing (with its parents) and set `mode_text` where the mode differs,
-    as ansible.builtin.file with state=directory does. Returns {path: (mode before or None, mode after)} for each
-    folder made or changed; nothing changes in check mode."""
+    as ansible.builtin.file with state=directory does. Returns {path: (mode before or 'absent', mode after)}, modes as
+    octal strings, for each folder made or changed; nothing changes in check mode."""
     if not MODE.fullmatch(mode_text):
         raise FolderError(f"the folders' mode must be an octal string such as '0700', not {mode_text!r}")
     mode = int(mode_text, 8)
@@ -35,7 +35,7 @@ def folders(paths, mode_text, check_mode):
         current = None if found is None else stat.S_IMODE(found.st_mode)
         if current == mode:
             continue
-        changes[path] = (current, mode)
+        changes[path] = ("absent" if current is None else f"{current:04o}", f"{mode:04o}")
         if not check_mode:
             if found is None:
                 os.makedirs(path)

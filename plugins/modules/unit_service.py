@@ -102,7 +102,8 @@ files:
   type: dict
   returned: always
   sample: {"/etc/litellm/config.yaml": {"sha256": "9f86d0...", "mode": "0600", "uid": 0, "gid": 0}}
-network_id: The network's id; empty in check mode when it does not exist yet.
+network_id:
+  description: The network's id; empty in check mode when it does not exist yet.
   type: str
   returned: always
 exists:
@@ -160,8 +161,8 @@ def main():
     if made:
         # Folders only: the network is the same for every service and shows in the task's change.
         result["diff"] = dict(
-            before="".join(f"{path}: {'absent' if old is None else f'{old:04o}'}\n" for path, (old, _) in made.items()),
-            after="".join(f"{path}: {new:04o}\n" for path, (_, new) in made.items()),
+            before="".join(f"{path}: {before}\n" for path, (before, _after) in made.items()),
+            after="".join(f"{path}: {after}\n" for path, (_before, after) in made.items()),
         )
     module.exit_json(**result)
 

@@ -105,17 +105,17 @@ def test_folders_are_made_with_their_parents_and_their_mode_set(tmp_path):
     data, kept = tmp_path / "srv" / "data", tmp_path / "kept"
     kept.mkdir(mode=0o700)
     os.chmod(kept, 0o700)
-    assert folders([str(data), str(kept)], "0700", check_mode=False) == {str(data): (None, 0o700)}
+    assert folders([str(data), str(kept)], "0700", check_mode=False) == {str(data): ("absent", "0700")}
     assert (data.stat().st_mode & 0o7777, kept.stat().st_mode & 0o7777) == (0o700, 0o700)
     # A mode changed by hand is set back; a second run changes nothing.
     os.chmod(data, 0o755)
-    assert folders([str(data)], "0700", check_mode=False) == {str(data): (0o755, 0o700)}
+    assert folders([str(data)], "0700", check_mode=False) == {str(data): ("0755", "0700")}
     assert folders([str(data), str(kept)], "0700", check_mode=False) == {}
 
 
 def test_check_mode_makes_no_folder(tmp_path):
     data = tmp_path / "data"
-    assert folders([str(data)], "0755", check_mode=True) == {str(data): (None, 0o755)}
+    assert folders([str(data)], "0755", check_mode=True) == {str(data): ("absent", "0755")}
     assert not data.exists()
 
 
