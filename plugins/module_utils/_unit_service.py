@@ -17,6 +17,14 @@ class FolderError(Exception):
     """A folder cannot be made as asked."""
 
 
+def _stat(path):
+    """os.stat of `path`, None when there is nothing there."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+
+
 def folders(paths, mode_text, check_mode):
     """Make each folder of `paths` that is missing (with its parents) and set `mode_text` where the mode differs,
     as ansible.builtin.file with state=directory does. Returns {path: (mode before or 'absent', mode after)}, modes as
@@ -26,10 +34,7 @@ def folders(paths, mode_text, check_mode):
     mode = int(mode_text, 8)
     changes = {}
     for path in paths:
-        try:
-            found = os.stat(path)
-        except FileNotFoundError:
-            found = None
+        found = _stat(path)
         if found is not None and not stat.S_ISDIR(found.st_mode):
             raise FolderError(f"{path} exists and is not a folder: move it away, then run again")
         current = None if found is None else stat.S_IMODE(found.st_mode)
@@ -48,10 +53,7 @@ def files(paths):
     compares with what it would write, so that a file that is as wanted costs no further call."""
     found = {}
     for path in paths:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            st = None
+        st = _stat(path)
         if st is None or not stat.S_ISREG(st.st_mode):
             found[path] = None
             continue
