@@ -64,6 +64,16 @@ def files(paths):
     return found
 
 
+def without_env_values(info):
+    """The inspection with only the names of the container's environment: its values hold secrets (passwords, keys)
+    that would otherwise have to be kept out of every output."""
+    if info is None:
+        return None
+    config = info.get("Config") or {}
+    names = [entry.partition("=")[0] for entry in config.get("Env") or []]
+    return {**info, "Config": {**config, "Env": names}} if config else info
+
+
 def converge(engine, network, container, image, check_mode):
     """Make `network` (a bridge, Docker's defaults, as docker_network makes it) when it is missing, and report
     the container `container`: {changed, network_id, exists, container, network_new, network_stale, image_present}.
@@ -81,7 +91,7 @@ def converge(engine, network, container, image, check_mode):
         engine.request("POST", "/networks/create", {"Name": network, "Driver": "bridge", "CheckDuplicate": True})
         found = engine.inspect("networks", network)
     network_id = (found or {}).get("Id", "")
-    info = engine.inspect("containers", container)
+    info = without_env_values(engine.inspect("containers", container))
     attached = ((info or {}).get("NetworkSettings") or {}).get("Networks") or {}
     # Detached counts as stale too: in check mode the network a run would make has no id yet.
     stale = info is not None and ((attached.get(network) or {}).get("NetworkID") or "detached") != network_id

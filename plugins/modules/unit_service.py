@@ -113,7 +113,8 @@ exists:
 container:
   description:
     - The container's inspection (as C(docker inspect) and C(community.docker.docker_container_info) return it),
-      null when it does not exist. It holds the container's environment, secrets included.
+      null when it does not exist; C(Config.Env) lists the names of its environment variables only, since their
+      values hold secrets.
   type: dict
   returned: always
 network_new:

@@ -84,6 +84,14 @@ def test_check_mode_makes_nothing_and_says_the_network_is_new():
     )
 
 
+def test_the_environment_is_reported_by_names_only():
+    secret = {**on("n1"), "Config": {"Env": ["POSTGRES_PASSWORD=hunter2hunter2", "PATH=/usr/bin"], "Labels": {}}}
+    engine = FakeEngine({NET: {"Name": NET, "Id": "n1"}}, {"ai-postgres": secret})
+    result = converge(engine, NET, "ai-postgres", None, check_mode=False)
+    assert result["container"]["Config"] == {"Env": ["POSTGRES_PASSWORD", "PATH"], "Labels": {}}
+    assert "hunter2" not in json.dumps(result)
+
+
 def test_a_missing_container_is_not_stale():
     result = converge(FakeEngine({NET: {"Name": NET, "Id": "n1"}}), NET, "ai-vllm", None, check_mode=False)
     assert (result["exists"], result["container"], result["network_stale"]) == (False, None, False)
