@@ -194,3 +194,91 @@ def test_service_roles_reach_the_network_through_the_private_role(role):
     ):
         assert "community.docker.docker_network" not in text and "state: directory" not in text
         assert "tasks_from: service" in text and 'recreate: "{{ _common_service.network_stale }}"' in text
+
+
+def spec_options():
+    """(role, entry point, option name, option spec) of every argument spec."""
+    return [
+        (role, entry, name, spec)
+        for role in ROLES
+        for entry, declared in specs(role).items()
+        for name, spec in (declared.get("options") or {}).items()
+    ]
+
+
+def named_in_templates(value):
+    """Variable names a default's templates mention (within {{ }} or {% %}), in nested lists and dicts too."""
+    if isinstance(value, dict):
+        return set().union(*map(named_in_templates, value.values()))
+    if isinstance(value, list):
+        return set().union(*map(named_in_templates, value))
+    expressions = re.findall(r"\{[{%](.*?)[%}]\}", str(value), re.S)
+    return {word for expr in expressions for word in re.findall(r"\b[a-z_][a-z0-9_]*\b", expr)}
+
+
+def test_no_argument_spec_default_templates_a_secret():
+    """A failed argument validation prints the spec's data with its defaults templated, whatever the tasks' no_log:
+    a default built from a secret would print the secret."""
+    options = spec_options()
+    secrets = {name for _role, _entry, name, spec in options if spec.get("no_log")}
+    secrets |= {name for _role, _entry, name, _spec in options if re.search(r"(password|secret|token|_key)$", name)}
+    assert {"postgres_password", "litellm_proxy_master_key", "metrics_proxy_token", "open_webui_secret_key"} <= secrets
+    # A default that names a secret holds it, and so does one that names such a default.
+    while True:
+        tainted = {name for _role, _entry, name, spec in options if named_in_templates(spec.get("default")) & secrets}
+        if tainted <= secrets:
+            break
+        secrets |= tainted
+    found = sorted(
+        f"{role} ({entry}): {name} templates {sorted(named_in_templates(spec.get('default')) & secrets)}"
+        for role, entry, name, spec in options
+        if named_in_templates(spec.get("default")) & secrets
+    )
+    assert not found, "build these in the role's vars/main.yml instead: " + "; ".join(found)
+
+
+BASELINE = "thorfleet_container_baseline"
+CONTAINER = "community.docker.docker_container"
+# The roles that run a service container: each makes it through the private role's service step.
+CONTAINER_ROLES = ["litellm_proxy", "metrics_proxy", "open_webui", "postgres", "vllm_server"]
+
+
+def tasks_in(tasks):
+    for task in tasks or []:
+        yield task
+        for section in ("block", "rescue", "always"):
+            yield from tasks_in(task.get(section))
+
+
+def test_the_service_containers_are_made_through_the_private_role():
+    made = {where.split("/")[1] for where, role, entry in entered() if role == PRIVATE and entry == "service"}
+    assert sorted(made) == CONTAINER_ROLES
+
+
+@pytest.mark.parametrize("role", CONTAINER_ROLES)
+def test_every_service_container_is_held_to_the_shared_baseline(role):
+    """One place for what Docker compares: a container recreated by hand with more is seen on every service."""
+    made = [
+        task
+        for path in sorted((REPO / "roles" / role / "tasks").glob("*.yml"))
+        for task in tasks_in(load(path) or [])
+        if "image" in (task.get(CONTAINER) or {})
+    ]
+    assert made, f"{role} makes no container from an image"
+    for task in made:
+        assert task.get("module_defaults") == {CONTAINER: f"{{{{ {BASELINE} }}}}"}, task["name"]
+        assert "comparisons" not in task[CONTAINER], f"{task['name']}: the comparisons belong to {BASELINE}"
+
+
+def test_the_baseline_compares_strictly_what_it_gives():
+    baseline = load(REPO / "roles" / WIRING / "defaults" / "main.yml")[BASELINE]
+    comparisons = baseline["comparisons"]
+    assert set(comparisons.values()) == {"strict"}
+    assert {"env", "published_ports", "mounts", "volumes", "capabilities", "cap_drop", "devices", "networks"} <= set(
+        comparisons
+    )
+    # Docker compares only the options a task gives: the baseline gives those a role may leave unset.
+    for option in ("published_ports", "capabilities", "cap_drop", "devices"):
+        assert baseline[option] == [], option
+    assert baseline["privileged"] is False
+    assert baseline["networks_cli_compatible"] is True

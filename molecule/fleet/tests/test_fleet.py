@@ -47,8 +47,10 @@ CHECK_CHANGES = {
         "metrics_proxy : Run the metrics proxy",
         "model_cache : Verify the unit's copy",
     },
-    "thor-03": {"model_cache : Verify the unit's copy", "vllm_server : Run vLLM"},
+    "thor-03": {"model_cache : Verify the unit's copy", "vllm_server : Run vLLM", "postgres : Run PostgreSQL"},
 }
+# What drift.yml adds by hand to the containers it recreates on thor-03, each gone once healed.
+BY_HAND = {"ai-vllm": "VLLM_FOO=1", "ai-postgres": "POSTGRES_FOO=1"}
 testinfra_hosts = ["thor-01"]  # the tests reach every unit themselves; run them once
 
 
@@ -168,6 +170,11 @@ def test_check_reports_every_drift_and_changes_nothing(before):
     assert {name: set(changed.get(name, {})) for name in UNITS} == CHECK_CHANGES
     config_diff = json.dumps(changed["thor-02"]["litellm_proxy : Write config.yaml"]["diff"])
     assert "request_timeout: 5" in config_diff and "request_timeout: 600" in config_diff
+    # vLLM's task shows its diff (no secret in its environment): every property changed by hand is in it. The
+    # variable, the published port and the mount are what Docker compares only when told to compare strictly.
+    vllm_diff = changed["thor-03"]["vllm_server : Run vLLM"]["diff"]
+    assert {"command", "env", "published_ports", "mounts"} <= set(vllm_diff["before"]), vllm_diff
+    assert "VLLM_FOO=1" in vllm_diff["before"]["env"] and "VLLM_FOO=1" not in vllm_diff["after"]["env"]
 
     # Keys are read through LiteLLM, which runs with its database on thor-03 only (the drift stopped the others).
     rc, output = playbook("keys", "--check", "--diff", "--limit", "localhost,thor-03", *KEYS, env=JSON_OUTPUT)
@@ -205,6 +212,13 @@ def test_one_run_heals_every_drift_and_keeps_every_row(before, raw_keys):
     assert weights["thor-02"] == weights["thor-03"] == weights["thor-01"]
     commands = {name: inspect(name, "ai-vllm")["Config"]["Cmd"] for name in UNITS}
     assert commands["thor-03"] == commands["thor-01"] == commands["thor-02"]
+    for container, variable in BY_HAND.items():
+        infos = {name: inspect(name, container) for name in UNITS}
+        for name, info in infos.items():
+            assert variable not in info["Config"]["Env"], f"{name}: {container}"
+            assert not info["HostConfig"]["PortBindings"], f"{name}: {container} publishes a port"
+        mounts = {name: sorted(m["Destination"] for m in info["Mounts"]) for name, info in infos.items()}
+        assert mounts["thor-03"] == mounts["thor-01"] == mounts["thor-02"], container
     assert sql("thor-03", "SELECT rpm_limit FROM \"LiteLLM_VerificationToken\" WHERE key_alias = 'carol'") == ["10"]
     for name, alias in (("thor-01", "alice"), ("thor-02", "bob"), ("thor-03", "carol"), ("thor-03", "dave")):
         assert chat(name, raw_keys[alias]) == [200], f"{alias} on {name}"
