@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT_ONLY = "thorfleet.llm.jetson_runtime"
@@ -46,6 +47,9 @@ GOOD = {
     "an image by tag and digest": {"container_images_postgres": "postgres:17.6@sha256:" + "0123456789abcdef" * 4},
 }
 HOSTS = {name: f"case-{number:02d}" for number, name in enumerate([*CASES, *GOOD])}
+# The master key as `echo KEY | ansible-vault encrypt_string` makes it: vaulted, ending in a line break.
+VAULTED = "case-vaulted"
+VAULT_PASSWORD = "preflight-only-vault-password"
 # Stand-ins for the inventory's vault: valid, so that each case fails on its own input alone.
 SECRETS = {
     "litellm_proxy_master_key": "sk-preflight-only-0123456789abcdefghij",
@@ -71,6 +75,7 @@ def refusals(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("preflight")
     hosts = {HOSTS[name]: extra for name, (extra, _message) in CASES.items()}
     hosts.update({HOSTS[name]: extra for name, extra in GOOD.items()})
+    hosts[VAULTED] = {}  # its key comes from host_vars, as from an inventory's vault
     inventory = {
         "all": {
             # Shown, so that each host's failed result carries its message (the scenario runs with no_log as set).
@@ -80,10 +85,24 @@ def refusals(tmp_path_factory) -> dict:
         }
     }
     (tmp / "inventory.json").write_text(json.dumps(inventory))
+    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))])
+    vaulted = vault.encrypt("sk-" + "a" * 40 + "\n").decode()
+    (tmp / "host_vars").mkdir()
+    (tmp / "host_vars" / f"{VAULTED}.yml").write_text(
+        "litellm_proxy_master_key: !vault |\n" + "".join(f"  {line}\n" for line in vaulted.splitlines())
+    )
+    (tmp / "vault-password").write_text(VAULT_PASSWORD)
     (tmp / "preflight.yml").write_text(yaml.safe_dump(preflight_play(), sort_keys=False))
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "NO_COLOR": "1", "ANSIBLE_NOCOLOR": "1"}
     run = subprocess.run(
-        [Path(sys.executable).with_name("ansible-playbook"), "-i", tmp / "inventory.json", tmp / "preflight.yml"],
+        [
+            Path(sys.executable).with_name("ansible-playbook"),
+            "-i",
+            tmp / "inventory.json",
+            "--vault-password-file",
+            tmp / "vault-password",
+            tmp / "preflight.yml",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -102,6 +121,10 @@ def test_bad_input_is_refused_with_the_variable_named(refusals, name):
     extra, message = CASES[name]
     assert HOSTS[name] in refusals, f"{extra} was not refused"
     assert any(message in printed for printed in refusals[HOSTS[name]]), refusals[HOSTS[name]]
+
+
+def test_a_vaulted_key_with_a_final_line_break_is_refused(refusals):
+    assert any("litellm_proxy_master_key starts or ends with a space or a line break" in m for m in refusals[VAULTED])
 
 
 @pytest.mark.parametrize("name", list(GOOD))
