@@ -1,15 +1,18 @@
 """LiteLLM's DATABASE_URL holds the PostgreSQL password quoted: what a URL gives a meaning to stays in the password."""
 
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import psycopg2.extensions
+from ansible_collections.thorfleet.llm.plugins.test import numbers
 from rendering import render
 
 # At least 16 characters, as the postgres role requires, with every character that means something in a URL.
 PASSWORD = "p@ss/w#rd:50%?&=+ [x]~"
 
 
-def test_the_password_survives_the_database_url():
+def test_the_password_survives_the_database_url(monkeypatch):
+    monkeypatch.setenv("ANSIBLE_COLLECTIONS_PATH", str(Path(numbers.__file__).parents[5]))  # as the tests import it
     url = render(postgres_password=PASSWORD)["litellm_database_url"]
     assert PASSWORD not in url
     parts = urlsplit(url)

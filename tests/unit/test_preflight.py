@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
+from ansible_collections.thorfleet.llm.plugins.test import numbers
 
 REPO = Path(__file__).resolve().parents[2]
+COLLECTIONS = Path(numbers.__file__).parents[5]  # the root the tests import the collection from
 UNIT_ONLY = "thorfleet.llm.jetson_runtime"
 
 
@@ -94,6 +96,7 @@ def refusals(tmp_path_factory) -> dict:
     (tmp / "vault-password").write_text(VAULT_PASSWORD)
     (tmp / "preflight.yml").write_text(yaml.safe_dump(preflight_play(), sort_keys=False))
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "NO_COLOR": "1", "ANSIBLE_NOCOLOR": "1"}
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(COLLECTIONS)
     run = subprocess.run(
         [
             Path(sys.executable).with_name("ansible-playbook"),
