@@ -74,6 +74,76 @@ CASES = {
         {"open_webui_enabled": True, "container_images_open_webui": "ghcr.io/open-webui/open-webui:main"},
         "Image 'ghcr.io/open-webui/open-webui:main' is not allowed",
     ),
+    # What `echo KEY | ansible-vault encrypt_string` and a YAML `|` block give: a secret ending in a line break.
+    "master key with a final line break": (
+        {"litellm_proxy_master_key": "sk-" + "a" * 40 + "\n"},
+        "litellm_proxy_master_key starts or ends with a space or a line break",
+    ),
+    "salt key with a final line break": (
+        {"litellm_proxy_salt_key": "s" * 24 + "\n"},
+        "litellm_proxy_salt_key starts or ends with a space or a line break",
+    ),
+    "postgres password with a final line break": (
+        {"postgres_password": "p" * 24 + "\n"},
+        "postgres_password starts or ends with a space or a line break",
+    ),
+    "postgres password with a leading space": (
+        {"postgres_password": " " + "p" * 24},
+        "postgres_password starts or ends with a space or a line break",
+    ),
+    "metrics token with a final line break": (
+        {"metrics_proxy_enabled": True, "metrics_proxy_token": "t" * 40 + "\n"},
+        "metrics_proxy_token starts or ends with a space or a line break",
+    ),
+    "open webui secret key with a final line break": (
+        {"open_webui_enabled": True, "open_webui_secret_key": "o" * 40 + "\n"},
+        "open_webui_secret_key starts or ends with a space or a line break",
+    ),
+    # Numbers as strings that only look right: `| float` and `| int` would take them, vLLM and Docker get the text.
+    "gpu memory with a trailing space": (
+        {"vllm_server_gpu_memory_utilization": "0.85 "},
+        'vllm_server_gpu_memory_utilization must be in (0, 1], written as a number (got "0.85 ")',
+    ),
+    # Refused by the wiring's argument spec, the first task of the preflight play, before `| int` could cut it down.
+    "fractional port": (
+        {"litellm_proxy_port": "12434.5"},
+        "argument 'litellm_proxy_port' is of type str and we were unable to convert to int",
+    ),
+    "port with a leading space": (
+        {"litellm_proxy_port": " 12434"},
+        'litellm_proxy_port must be 1-65535, written as a whole number (got " 12434")',
+    ),
+    "port as a float": (
+        {"litellm_proxy_port": 12434.0},
+        "litellm_proxy_port must be 1-65535, written as a whole number (got 12434.0)",
+    ),
+    "max model length as a float": (
+        {"vllm_server_settings": {"max_model_len": 32768.0}},
+        "max_model_len must be a positive whole number (got 32768.0)",
+    ),
+    "timeout with a final line break": (
+        {"model_cache_timeout": "600\n"},
+        "model_cache_timeout must be a whole number of 1 or more",
+    ),
+    "price as text with a space": (
+        {"litellm_proxy_models": [{"model_name": "m", "api_base": "http://x/v1", "input_cost_per_million": "0.2 "}]},
+        "prices per 1M tokens that are numbers of 0 or more",
+    ),
+    # A digest is sha256: and exactly 64 lower-case hex characters.
+    "digest too short": (
+        {"container_images_postgres": "postgres:17.6@sha256:" + "a" * 63},
+        "is not allowed (container_images_postgres)",
+    ),
+    "digest in upper case": (
+        {"container_images_vllm": "nvcr.io/nvidia/vllm:26.10-py3@sha256:" + "A" * 64},
+        "is not allowed (container_images_vllm)",
+    ),
+    "image with a final line break": (
+        {"container_images_litellm": "ghcr.io/berriai/litellm:v1.109.1\n"},
+        "is not allowed (container_images_litellm)",
+    ),
+    # A hosts pattern that matches no unit ends green with only Ansible's warning unless refused.
+    "hosts pattern matching no unit": ({"thorfleet_hosts": "thor-99"}, "thorfleet_hosts 'thor-99' matches no host"),
 }
 
 
