@@ -96,11 +96,28 @@ def test_a_changed_litellm_setting_recreates_litellm_alone(host):
     assert "request_timeout: 600" in host.file("/etc/thorfleet/litellm/config.yaml").content_string
 
 
+def test_postgres_trusts_its_own_loopback_as_the_official_image_does(host):
+    """The simulator's authentication is the official image's: any password logs in over 127.0.0.1 inside the
+    container, none from the unit's network. A credentials check made over 127.0.0.1 would prove nothing."""
+    login = "docker exec -e PGPASSWORD={password} ai-postgres psql -h {address} -U litellm -d litellmdb -tAc 'select 1'"
+    assert host.run(login.format(password="n" * 24, address="127.0.0.1")).stdout.strip() == "1"
+    refused = host.run(login.format(password="n" * 24, address="ai-postgres"))
+    assert refused.rc != 0 and "password authentication failed" in refused.stderr
+    good = host.run(login.format(password=shlex.quote(SECRETS["postgres_password"]), address="ai-postgres"))
+    assert good.stdout.strip() == "1", good.stderr
+
+
 def test_a_volume_with_other_credentials_is_refused(host):
+    before = container_ids(host)
+    rc, output = playbook("site", "--check", "--diff", "-e", "postgres_password=" + "n" * 24)
+    assert rc != 0
+    assert "--check: a run would stop here. The PostgreSQL volume" in output
+    assert "litellm_proxy : Run LiteLLM]" not in output  # not "LiteLLM would be recreated": the unit stops before
     rc, output = playbook("site", "-e", "postgres_password=" + "n" * 24)
     assert rc != 0
     assert "was initialised with other credentials" in output
     assert "n" * 24 not in output
+    assert container_ids(host) == before
 
 
 def test_backup_writes_a_timestamped_dump(host):

@@ -25,12 +25,12 @@ MSG
         pwfile=$(mktemp)
         printf '%s' "${POSTGRES_PASSWORD:-}" > "$pwfile"
         chown postgres "$pwfile"
-        as_postgres initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --auth-local=trust \
-            --auth-host=scram-sha-256 --locale=C.UTF-8 --encoding=UTF8 -D "$PGDATA" >/dev/null
+        # No --auth, as the official image: initdb then trusts the socket and 127.0.0.1/::1 (any password, or none,
+        # logs in there); only connections from other addresses meet the rule below and need the password.
+        as_postgres initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --locale=C.UTF-8 --encoding=UTF8 \
+            -D "$PGDATA" >/dev/null
         rm -f "$pwfile"
-        {
-            echo "host all all all ${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
-        } >> "$PGDATA/pg_hba.conf"
+        echo "host all all all ${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}" >> "$PGDATA/pg_hba.conf"
         echo "listen_addresses = '*'" >> "$PGDATA/postgresql.auto.conf"
         # Initialise behind a socket only, as the official image does, so nobody connects early.
         as_postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
