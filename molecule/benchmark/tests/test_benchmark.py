@@ -118,9 +118,12 @@ def test_every_unit_is_back_on_its_own_profile_and_the_benchmark_keys_are_gone(r
     ("settings", "message"),
     [
         ({"benchmark_profiles": ["llama-3.1-8b-fp3"]}, "unknown: llama-3.1-8b-fp3. Known profiles: gpt-oss-120b,"),
-        ({"benchmark_trials": 0}, "benchmark_trials must be a whole number, 1 or more (got '0')"),
+        ({"benchmark_trials": 0}, "benchmark_trials must be a whole number, 1 or more (got 0)"),
         ({"benchmark_concurrency": [1, 0]}, "benchmark_concurrency a list of whole numbers, each 1 or more"),
-        ({"benchmark_cases": [{"name": "x", "prompt": "hi"}]}, "and max_tokens (1 or more)"),
+        (
+            {"benchmark_cases": [{"name": "x", "prompt": "hi"}]},
+            'and max_tokens (a whole number, 1 or more); got [{"name": "x"',
+        ),
     ],
 )
 def test_bad_settings_are_refused_before_any_unit_changes(run, settings, message):
