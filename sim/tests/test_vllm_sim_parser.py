@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from rendering import REPO, render
@@ -19,8 +20,8 @@ from vllm_corpus import ACCEPTED, REJECTED
 VLLM_CHECK = REPO / "roles" / "vllm_server" / "files" / "vllm_check.py"
 
 
-def vllm_check(argv: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(SIM_DIR / "images" / "vllm-sim"), "PYTHONDONTWRITEBYTECODE": "1"}
+def vllm_check(argv: list[str], package: Path = SIM_DIR / "images" / "vllm-sim") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(package), "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(
         [sys.executable, str(VLLM_CHECK), *argv], capture_output=True, text=True, env=env, timeout=30, check=False
     )
@@ -48,3 +49,9 @@ def test_every_profile_the_role_renders_is_accepted():
         if run.returncode:
             refused[name] = run.stderr
     assert not refused
+
+
+def test_a_python_without_vllm_gives_no_verdict(tmp_path):
+    run = vllm_check(ACCEPTED["shutdown-timeout"], package=tmp_path)
+    assert run.returncode == 2
+    assert "cannot import vLLM's parser" in run.stderr

@@ -5,8 +5,9 @@
 Run in the image that is to serve, before the running container is replaced: NVIDIA's image, or
 vllm-sim, whose `vllm` package offers the same entry points. Prints nothing and exits 0 when vLLM
 accepts the command line; prints vLLM's own message (without argparse's usage line) and exits 1 when
-it refuses it. Needs no model, GPU or network (connections are refused): it runs the steps `vllm
-serve` takes before it reads the model's config, in order (the stage names below):
+it refuses it; exits 2 when this python has no vLLM to ask. Needs no model, GPU or network
+(connections are refused): it runs the steps `vllm serve` takes before it reads the model's config,
+in order (the stage names below):
 
   parse                       the `vllm` CLI parser with its serve subcommand: flags, types, choices,
                               JSON configs validated against vLLM's config classes
@@ -99,8 +100,12 @@ def decisive(message: str) -> str:
 
 def main() -> int:
     no_network()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        _stage, error = check(*serve_parser(), sys.argv[1:])
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            _stage, error = check(*serve_parser(), sys.argv[1:])
+    except ImportError as missing:  # no verdict: told apart from a refusal by its status
+        print(f"vllm_check.py: this python cannot import vLLM's parser: {missing}", file=sys.stderr)
+        return 2
     if error:
         print(decisive(error), file=sys.stderr)
     return 1 if error else 0
