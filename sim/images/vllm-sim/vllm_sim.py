@@ -536,9 +536,8 @@ def _array(value) -> tuple[str, str] | None:
 def _structured_outputs_backend(value) -> tuple[str, str] | None:
     if value in STRUCTURED_OUTPUTS_BACKENDS:
         return None
-    return "Input should be " + ", ".join(map(repr, STRUCTURED_OUTPUTS_BACKENDS[:-1])) + " or 'lm-format-enforcer'", (
-        "literal_error"
-    )
+    *others, last = STRUCTURED_OUTPUTS_BACKENDS
+    return f"Input should be {', '.join(map(repr, others))} or {last!r}", "literal_error"
 
 
 # The field values the simulator checks; any other field of a config class takes any JSON value.
@@ -608,8 +607,6 @@ def _add_flag(parser: argparse.ArgumentParser, kind: str, spec: str) -> None:
 
 class ServeSubcommand:
     """vLLM's `serve` subcommand: its parser, and the checks it makes on what that parsed."""
-
-    name = "serve"
 
     def subparser_init(self, subparsers) -> FlexibleArgumentParser:
         parser = subparsers.add_parser(
