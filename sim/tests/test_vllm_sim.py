@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from thorsim import SIM_DIR
 from thorsim.hfcache import DEFAULT_REVISION, make_model, repo_dir
+from vllm_corpus import REJECTED
 
 SIM = SIM_DIR / "images" / "vllm-sim" / "vllm_sim.py"
 MODEL = "thor-lab/tiny-llm"
@@ -227,28 +228,27 @@ def test_make_model_defaults_to_a_config_and_a_small_valid_safetensors(tmp_path)
 # --- command line --------------------------------------------------------------------------------------
 
 
+# The corpus's refusals (the parser's are exit 2 with usage, as argparse's), which `serve` must not get past;
+# sim/tests/test_vllm_sim_parser.py holds vllm-sim's parser to the whole corpus.
 @pytest.mark.parametrize(
-    "flags",
-    [
-        ["--no-such-flag"],
-        ["--compilation-config", "{mode: 3"],
-        ["--speculative-config", "[1, 2]"],
-        ["--limit-mm-per-prompt", "5"],
-        ["--gpu-memory-utilization", "0"],
-        ["--gpu-memory-utilization", "1.5"],
-        ["--max-model-len", "0"],
-        ["--max-num-seqs", "many"],
-        ["--dtype", "int3"],
-    ],
+    "name", ["unknown-flag", "removed-disable-log-requests", "compilation-config-level-0", "max-model-len-fraction"]
 )
-def test_flags_vllm_rejects_exit_2_with_usage(launcher, flags):
-    result = launcher.run("serve", MODEL, *flags)
+def test_flags_vllm_rejects_exit_2_with_usage(launcher, name):
+    argv, _stage, fragment = REJECTED[name]
+    result = launcher.run("serve", *argv)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("usage: vllm ")
-    assert (
-        f"error: {'unrecognized arguments' if flags[0] == '--no-such-flag' else 'argument ' + flags[0]}"
-        in result.stderr
-    )
+    assert fragment in result.stderr
+
+
+@pytest.mark.parametrize(
+    "name", ["auto-tool-choice-without-parser", "tool-call-parser-unknown", "reasoning-parser-unknown"]
+)
+def test_settings_vllm_refuses_before_loading_exit_1_with_its_message(launcher, name):
+    argv, _stage, fragment = REJECTED[name]
+    result = launcher.run("serve", *argv)
+    assert result.returncode == 1, result.stderr
+    assert fragment in result.stderr
 
 
 def test_every_flag_parses_with_hyphens_or_underscores(launcher):

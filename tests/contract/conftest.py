@@ -11,7 +11,9 @@ pinned vLLM on CPU torch and returns `parse(argvs) -> results`:
 
 Each result is {"ok": bool, "error": str, "stage": str, "warnings": [str]}
 (see vllm_parse.py). `vllm_parser.version` is the vLLM version in the venv,
-`vllm_parser.python` its interpreter.
+`vllm_parser.python` its interpreter, `vllm_parser.options()` every option
+string `vllm serve` takes. `vllm_sim_parser` is the same over vllm-sim's
+`vllm` package, for comparing the two.
 
 Set THORFLEET_SKIP_VLLM_CONTRACT=1 to skip these tests; without it, a venv
 that cannot be built is a test error, not a skip.
@@ -19,15 +21,18 @@ that cannot be built is a test error, not a skip.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
+VLLM_SIM_PACKAGE = HERE.parents[1] / "sim" / "images" / "vllm-sim"
 VENV_SH = HERE / "vllm_venv.sh"
 PARSE_PY = HERE / "vllm_parse.py"
 
@@ -36,17 +41,31 @@ PARSE_TIMEOUT = 10 * 60
 
 
 class VllmParser:
-    """Callable: parse(list of argv lists) -> list of result dicts."""
+    """Callable: parse(list of argv lists) -> list of result dicts.
 
-    def __init__(self, python: str) -> None:
+    `python` imports the `vllm` it checks with: the pinned vLLM's venv, or any python with
+    `pythonpath` leading to a stand-in (vllm-sim's package).
+    """
+
+    def __init__(self, python: str, pythonpath: Path | None = None) -> None:
         self.python = python
+        self.env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+        if pythonpath is not None:
+            self.env["PYTHONPATH"] = str(pythonpath)
+
+    @functools.cached_property
+    def version(self) -> str:
         # From the installed metadata: importing vLLM (vllm_parse.py --info) costs ~10 s.
-        self.version: str = subprocess.run(
-            [python, "-c", "import importlib.metadata as m; print(m.version('vllm'))"],
+        return subprocess.run(
+            [self.python, "-c", "import importlib.metadata as m; print(m.version('vllm'))"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
+
+    def options(self) -> list[str]:
+        """Every option string `vllm serve` takes."""
+        return self._run(["--info"], "")["options"]
 
     def _run(self, extra: list[str], stdin: str):
         proc = subprocess.run(
@@ -55,7 +74,7 @@ class VllmParser:
             capture_output=True,
             text=True,
             timeout=PARSE_TIMEOUT,
-            env={**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"},
+            env=self.env,
             check=False,
         )
         if proc.returncode != 0:
@@ -88,3 +107,9 @@ def vllm_parser() -> Callable[[list[list[str]]], list[dict]]:
             pytrace=False,
         )
     return VllmParser(lines[-1])
+
+
+@pytest.fixture(scope="session")
+def vllm_sim_parser(vllm_parser) -> VllmParser:
+    """The same checks over vllm-sim's `vllm` package, under this python (skipped along with `vllm_parser`)."""
+    return VllmParser(sys.executable, pythonpath=VLLM_SIM_PACKAGE)

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """vllm-sim: a stand-in for vLLM's OpenAI-compatible server, for tests on machines with no GPU.
 
-`vllm_sim.py serve MODEL [flags]` takes vLLM's flags, finds MODEL in the Hugging Face hub cache,
-"loads" it while the port refuses connections, then serves /health, /v1/models,
-/v1/chat/completions, /v1/completions and /metrics as vLLM does, and drains on SIGTERM.
+`vllm_sim.py serve MODEL [flags]` takes vLLM 0.31.0's flags and refuses what vLLM refuses before it loads
+(see "command line" below; the vllm/ package beside this file offers the same checks at vLLM's import paths),
+finds MODEL in the Hugging Face hub cache, "loads" it while the port refuses connections, then serves /health,
+/v1/models, /v1/chat/completions, /v1/completions and /metrics as vLLM does, and drains on SIGTERM.
 Standard library only: it runs on the simulator's Debian python3 and on the host in tests.
 
 Timing knobs, in seconds unless noted: THORSIM_VLLM_LOAD_SECONDS (cold start, 8),
@@ -73,90 +74,618 @@ class StartupError(Exception):
     """The server cannot start; the message is what vLLM would print last."""
 
 
-# --- command line ------------------------------------------------------------------------------
+# --- command line: vLLM 0.31.0's rules for `vllm serve` ------------------------------------------
+#
+# vllm-sim refuses what vLLM 0.31.0 refuses before it reads a model, and takes everything else, the flags it does not
+# act on included: a stand-in stricter than vLLM would fail profiles that run on real units. The rules are modelled
+# from vLLM, not its code: each flag by the value it takes and its choices, the fields of the config classes that
+# vLLM validates its JSON flags against, its tool and reasoning parser names, the checks `vllm serve` makes before
+# loading. tests/vllm_corpus.py holds the cases on which both must agree. The vllm/ package beside this file offers
+# these at vLLM's import paths, for roles/vllm_server/files/vllm_check.py. Not modelled: --config files are not read.
+
+# `vllm serve`'s flags by kind of value ("name/-alias"; a trailing + takes one or more values, ? an optional one,
+# * repeats). opt- kinds also take "None" or "" for None, as vLLM's optional types do.
+SERVE_FLAGS = {
+    "set": """
+        headless grpc data-parallel-multi-port-external-lb/-dpm disable-log-stats
+        aggregate-engine-logging
+    """,
+    "int": """
+        api-server-count/-asc sse-keep-alive-interval port data-parallel-supervisor-port
+        dp-supervisor-probe-failure-threshold ssl-cert-reqs h11-max-incomplete-event-size
+        h11-max-header-count seed max-logprobs renderer-num-workers safetensors-prefetch-num-threads
+        mamba-cache-philox-rounds pipeline-parallel-size/-pp master-port nnodes/-n node-rank/-r
+        tensor-parallel-size/-tp decode-context-parallel-size/-dcp dcp-kv-cache-interleave-size
+        cp-kv-cache-interleave-size prefill-context-parallel-size/-pcp data-parallel-size/-dp
+        data-parallel-rank/-dpn data-parallel-start-rank/-dpr data-parallel-size-local/-dpl
+        data-parallel-rpc-port/-dpp ubatch-size elastic-ep-max-dp-size dbo-decode-token-threshold
+        dp-sync-interval dbo-prefill-token-threshold block-size replayssm-buffer-len offload-group-size
+        offload-num-in-group offload-prefetch-step mm-shm-cache-max-object-size-mb max-loras
+        max-lora-rank max-num-seqs long-prefill-token-threshold prefill-schedule-interval
+        stream-interval cudagraph-capture-sizes+ max-cudagraph-capture-size spec-tokens shutdown-timeout
+    """,
+    "str": """
+        config lora-modules+ chat-template chat-template-content-format response-role tool-call-parser
+        tool-parser-plugin tool-strict-level tool-server cohere-format
+        anthropic-disabled-thinking-effort fingerprint-mode fingerprint-value host uds uvicorn-log-level
+        disable-access-log-for-endpoints api-key+ ssl-keyfile ssl-certfile ssl-ca-certs ssl-ciphers
+        root-path middleware* model runner convert tokenizer tokenizer-mode dtype hf-config-path
+        allowed-local-media-path allowed-media-domains+ revision code-revision tokenizer-revision
+        quantization/-q logprobs-mode served-model-name+ config-format hf-token? generation-config
+        sleep-preserve-parameter-names+ model-impl logits-processors+ io-processor-plugin load-format
+        download-dir safetensors-load-strategy ignore-patterns+ attention-backend mamba-backend
+        mamba-ssu-algorithm reasoning-parser reasoning-parser-plugin distributed-executor-backend
+        master-addr numa-bind-cpus+ device-ids dcp-comm-backend data-parallel-address/-dpa
+        data-parallel-backend/-dpb all2all-backend expert-placement-strategy worker-cls
+        worker-extension-cls kv-cache-dtype prefix-caching-hash-algo kv-cache-dtype-skip-layers+
+        mamba-cache-dtype mamba-ssm-cache-dtype mamba-cache-mode kv-offloading-backend offload-backend
+        cpu-offload-params+ offload-params+ mm-processor-cache-type mm-hasher-algorithm
+        mm-encoder-tp-mode mm-encoder-attn-backend mm-encoder-attn-dtype mm-encoder-fp8-scale-path
+        mm-encoder-fp8-scale-save-path video-pruning-method mm-tensor-ipc mm-processor-device lora-dtype
+        lora-target-modules+ log-level log-config-file show-hidden-metrics-for-version
+        otlp-traces-endpoint collect-detailed-traces+ per-request-spec-decode-metrics jit-monitor-mode
+        scheduling-policy scheduler-cls spec-method spec-model optimization-level performance-mode
+        gdn-prefill-backend kda-prefill-backend kda-decode-backend
+    """,
+    "switch": """
+        trust-request-chat-template trust-request-mm-kwargs return-tokens-as-token-ids
+        enable-auto-tool-choice exclude-tools-when-tool-choice-none enable-prompt-tokens-details
+        enable-per-request-metrics enable-server-load-tracking enable-force-include-usage
+        enable-tokenizer-info-endpoint enable-log-outputs enable-log-deltas cohere-is-reasoning-model
+        log-error-stack tokens-only enable-scale-out disable-uvicorn-access-log allow-credentials
+        enable-ssl-refresh enable-request-id-headers disable-fastapi-docs enable-offline-docs
+        enable-flash-late-interaction trust-remote-code allow-deprecated-quantization enforce-eager
+        enable-return-routed-experts return-sampling-mask use-fp64-gumbel enable-trace-replay
+        disable-sliding-window disable-cascade-attn skip-tokenizer-init enable-prompt-embeds
+        enable-sleep-mode enable-cumem-allocator enable-nccl-comm-suspend use-tqdm-on-load
+        enable-mamba-cache-stochastic-rounding numa-bind dcp-q-replicate data-parallel-hybrid-lb/-dph
+        data-parallel-external-lb/-dpe enable-expert-parallel/-ep enable-batch-sharded-sampling
+        enable-ep-weight-filter enable-dbo enable-elastic-ep disable-nccl-for-dp-synchronization
+        enable-eplb ray-workers-use-nsight disable-custom-all-reduce enable-fault-tolerance
+        enable-prefix-caching kv-sharing-fast-prefill swa-bounded-replay
+        enable-mamba-shared-prefix-checkpoint use-replayssm language-model-only enable-mm-embeds
+        mm-encoder-only interleave-mm-strings skip-mm-profiling mm-device-do-normalize enable-lora
+        enable-tower-connector-lora fully-sharded-loras specialize-active-lora
+        enable-mixed-moe-lora-format enable-moe-shared-loras kv-cache-metrics cudagraph-metrics
+        enable-layerwise-nvtx-tracing enable-mfu-metrics enable-logging-iteration-details
+        jit-monitor-verbose long-prefill-token-threshold-adaptive enable-chunked-prefill
+        disable-chunked-mm-input scheduler-reserve-full-isl disable-hybrid-kv-cache-manager
+        async-scheduling enable-flashinfer-autotune fail-on-environ-validation enable-log-requests
+    """,
+    "json": """
+        default-chat-template-kwargs allowed-origins allowed-methods allowed-headers
+    """,
+    "opt-int": """
+        max-log-len distributed-timeout-seconds cpu-distributed-timeout-seconds numa-bind-nodes+
+        max-parallel-loading-workers num-gpu-blocks-override prefix-cache-retention-interval
+        mamba-block-size prefix-match-unit max-cpu-loras max-lora-cls-labels max-num-active-seqs
+        max-num-queued-reqs
+    """,
+    "float": """
+        dp-supervisor-probe-interval-s dp-supervisor-probe-timeout-s
+        gpu-memory-utilization/--device-memory-utilization cpu-offload-gb mm-processor-cache-gb
+        mm-encoder-fp8-scale-save-margin mm-ipc-gpu-memory-gb kv-cache-metrics-sample watermark
+    """,
+    "size-or-auto": """
+        max-model-len
+    """,
+    "opt-config": """
+        quantization-config pooler-config kv-transfer-config kv-events-config ec-transfer-config
+        engram-config reasoning-config weight-transfer-config
+    """,
+    "dict-or-str": """
+        hf-overrides model-loader-extra-config pt-load-map-location additional-config
+    """,
+    "json-value": """
+        model-class-overrides override-generation-config limit-mm-per-prompt media-io-kwargs
+    """,
+    "size": """
+        safetensors-prefetch-block-size max-num-batched-tokens
+    """,
+    "config": """
+        eplb-config fault-tolerance-config logging-config ir-op-priority ec-manager-config
+        compilation-config/-cc attention-config/-ac kernel-config structured-outputs-config
+        aux-output-config profiler-config
+    """,
+    "opt-size": """
+        kv-cache-memory-bytes max-num-scheduled-tokens max-num-queued-tokens
+    """,
+    "opt-float": """
+        kv-offloading-size video-pruning-rate
+    """,
+    "opt-json": """
+        mm-processor-kwargs default-mm-loras speculative-config/-sc watermark-config
+        diffusion-config/-dc
+    """,
+    "backend": """
+        moe-backend linear-backend sparse-indexer-topk-backend
+    """,
+}
+# The values a flag takes, where vLLM names them.
+CHOICES = {
+    "chat-template-content-format": "auto openai string",
+    "tool-strict-level": "auto function parameter",
+    "anthropic-disabled-thinking-effort": "auto high low max medium none xhigh",
+    "fingerprint-mode": "custom full hash none",
+    "uvicorn-log-level": "critical debug error info trace warning",
+    "runner": "auto draft generate pooling",
+    "convert": "auto classify embed none",
+    "dtype": "auto bfloat16 float float16 float32 half",
+    "logprobs-mode": "processed_logits processed_logprobs raw_logits raw_logprobs",
+    "safetensors-load-strategy": "eager lazy prefetch torchao None",
+    "mamba-ssu-algorithm": "auto horizontal simple vertical None",
+    "dcp-comm-backend": "a2a ag_rs None",
+    "all2all-backend": """
+        allgather_reducescatter deepep_high_throughput deepep_low_latency deepep_v2 flashinfer_all2allv
+        flashinfer_nvlink_one_sided flashinfer_nvlink_two_sided moonep mori_high_throughput
+        mori_low_latency naive nixl_ep pplx
+    """,
+    "expert-placement-strategy": "linear round_robin",
+    "kv-cache-dtype": """
+        auto bfloat16 float16 fp8 fp8_ds_mla fp8_e4m3 fp8_e5m2 fp8_inc fp8_per_token_head
+        int4_per_token_head int8_per_token_head nvfp4 nvfp4_4over6 nvfp4_ds_mla turboquant_3bit_nc
+        turboquant_4bit_nc turboquant_k3v4_nc turboquant_k8v4
+    """,
+    "prefix-caching-hash-algo": "sha256 sha256_cbor xxhash xxhash_cbor",
+    "mamba-cache-dtype": "auto bfloat16 float16 float32",
+    "mamba-ssm-cache-dtype": "auto bfloat16 float16 float32",
+    "mamba-cache-mode": "align all none",
+    "kv-offloading-backend": "lmcache native",
+    "offload-backend": "auto prefetch uva",
+    "mm-processor-cache-type": "lru shm",
+    "mm-hasher-algorithm": "blake3 sha256 sha512",
+    "mm-encoder-tp-mode": "data weights",
+    "mm-encoder-attn-dtype": "fp8 None",
+    "video-pruning-method": "evs vidcom2",
+    "mm-tensor-ipc": "direct_rpc torch_shm",
+    "mm-processor-device": "auto cpu",
+    "max-lora-rank": "1 8 16 32 64 128 256 320 512",
+    "lora-dtype": "auto bfloat16 float16",
+    "log-level": "CRITICAL ERROR WARNING INFO DEBUG NOTSET",
+    "collect-detailed-traces": "all model worker None",
+    "per-request-spec-decode-metrics": "detailed none summary",
+    "jit-monitor-mode": "error warn",
+    "scheduling-policy": "fcfs priority",
+    "moe-backend": """
+        aiter aiter_triton_mxfp4_bf16 auto b12x batched_triton cutlass deep_gemm deep_gemm_mega_moe
+        emulation flashinfer_b12x flashinfer_cutedsl flashinfer_cutlass flashinfer_moe_ep_mega_cutedsl
+        flashinfer_moe_ep_mega_deep_gemm flashinfer_trtllm flydsl hpc humming marlin rdna3 triton
+        triton_unfused
+    """,
+    "linear-backend": """
+        aiter auto b12x conch cutlass deep_gemm emulation exllama fbgemm flashinfer_b12x
+        flashinfer_cudnn flashinfer_cutedsl flashinfer_cutlass flashinfer_trtllm humming machete marlin
+        torch triton xpu xpu_woq
+    """,
+    "sparse-indexer-topk-backend": "auto cooperative deep_select flashinfer per_row persistent torch",
+    "spec-method": """
+        bailing_hybrid_mtp bailing_hybrid_v3_mtp custom_class deepseek_mtp dflash dots3_note_mtp
+        draft_model dspark eagle eagle3 ernie_mtp exaone4_5_mtp exaone_moe_mtp extract_hidden_states
+        gemma4_mtp glm4_moe_lite_mtp glm4_moe_mtp glm5_next_mtp glm_ocr_mtp hy_v3_mtp hy_v4_mtp
+        inkling_mtp kimi_k3_mtp longcat_flash_mtp medusa mimo_mtp mimo_v2_mtp minimax_m3_mtp
+        mlp_speculator mtp nemotron_h_mtp ngram ngram_gpu pangu_ultra_moe_mtp qwen3_5_mtp qwen3_next_mtp
+        qwen4_exp_mtp step3p5_mtp suffix None
+    """,
+    "performance-mode": "balanced interactivity throughput",
+    "gdn-prefill-backend": "flashinfer triton cutedsl",
+    "kda-prefill-backend": "auto triton flashkda flashinfer fused",
+    "kda-decode-backend": "auto native flashinfer triton",
+}
+# The config class vLLM validates a JSON flag against, and its fields.
+CONFIG_FIELDS = {
+    "quantization-config": "QuantizationConfigArgs: linear moe ignore targets",
+    "pooler-config": """PoolerConfig:
+        task pooling_type seq_pooling_type tok_pooling_type use_activation dimensions
+        enable_chunked_processing max_embed_len logit_mean logit_sigma step_tag_id returned_token_ids
+    """,
+    "eplb-config": """EPLBConfig:
+        window_size step_interval num_redundant_experts log_balancedness log_balancedness_interval
+        use_async policy communicator
+    """,
+    "fault-tolerance-config": "FaultToleranceConfig: engine_recovery_timeout_sec",
+    "logging-config": "LoggingConfig: log_level configure_logging pylogging_config_file",
+    "ir-op-priority": "IrOpPriorityConfig: rms_norm fused_add_rms_norm gelu_and_mul_sparse",
+    "kv-transfer-config": """KVTransferConfig:
+        kv_connector engine_id kv_buffer_device kv_buffer_size kv_role kv_rank kv_parallel_size kv_ip
+        kv_port kv_connector_extra_config kv_connector_module_path enable_permute_local_kv
+        kv_load_failure_policy
+    """,
+    "kv-events-config": """KVEventsConfig:
+        enable_kv_cache_events publisher endpoint replay_endpoint buffer_steps hwm max_queue_size topic
+    """,
+    "ec-transfer-config": """ECTransferConfig:
+        ec_connector engine_id ec_buffer_device ec_buffer_size ec_role ec_rank ec_parallel_size ec_ip
+        ec_port ec_connector_extra_config ec_connector_module_path
+    """,
+    "ec-manager-config": "EncoderCacheManagerConfig: encoder_cache_manager_cls manager_config",
+    "compilation-config": """CompilationConfig:
+        mode debug_dump_path cache_dir compile_cache_save_format backend custom_ops ir_enable_torch_wrap
+        splitting_ops compile_mm_encoder cudagraph_mm_encoder encoder_cudagraph_token_budgets
+        encoder_cudagraph_max_vision_items_per_batch encoder_cudagraph_max_frames_per_batch
+        compile_sizes compile_ranges_endpoints inductor_compile_config inductor_passes cudagraph_mode
+        cudagraph_num_of_warmups cudagraph_capture_sizes cudagraph_copy_inputs cudagraph_specialize_lora
+        use_inductor_graph_partition pass_config max_cudagraph_capture_size dynamic_shapes_config
+        fast_moe_cold_start
+    """,
+    "attention-config": """AttentionConfig:
+        backend minimax_m3_msa_decode_backend backend_per_kind flash_attn_version
+        flash_attn_max_num_splits_for_cuda_graph tq_max_kv_splits_for_cuda_graph use_trtllm_attention
+        disable_flashinfer_q_quantization mla_prefill_backend use_prefill_query_quantization
+        indexer_kv_dtype indexer_sparse_logits hisparse_config use_non_causal sparse_mla_force_mqa
+        flex_attn_block_m flex_attn_block_n flex_attn_q_block_size flex_attn_kv_block_size
+    """,
+    "engram-config": "EngramConfig: cpu_offload embedding_across_dp dp_shared_memory use_thp",
+    "reasoning-config": "ReasoningConfig: reasoning_parser reasoning_start_str reasoning_end_str",
+    "kernel-config": """KernelConfig:
+        ir_op_priority enable_flashinfer_autotune enable_cutedsl_warmup enable_jit_warmup moe_backend
+        sparse_indexer_topk_backend linear_backend linear_backend_per_quant
+    """,
+    "structured-outputs-config": """StructuredOutputsConfig:
+        backend disable_any_whitespace disable_additional_properties reasoning_parser
+        reasoning_parser_plugin enable_in_reasoning
+    """,
+    "aux-output-config": "AuxOutputConfig: enable_return_routed_experts max_bytes",
+    "profiler-config": """ProfilerConfig:
+        profiler torch_profiler_dir torch_profiler_activities proton_profiler_dir proton_context
+        proton_data proton_backend proton_mode proton_hook proton_output_format proton_graph_attribution
+        torch_profiler_with_stack torch_profiler_with_flops torch_profiler_use_gzip
+        torch_profiler_dump_cuda_time_total torch_profiler_record_shapes torch_profiler_with_memory
+        capture_torch_profiler detailed_trace_annotation ignore_frontend delay_iterations max_iterations
+        warmup_iterations active_iterations wait_iterations
+    """,
+    "weight-transfer-config": "WeightTransferConfig: backend",
+}
+
+COMPILATION_MODES = ("NONE", "STOCK_TORCH_COMPILE", "DYNAMO_TRACE_ONCE", "VLLM_COMPILE")
+CUDAGRAPH_MODES = ("NONE", "PIECEWISE", "FULL", "FULL_DECODE_ONLY", "FULL_AND_PIECEWISE")
+STRUCTURED_OUTPUTS_BACKENDS = ("auto", "xgrammar", "guidance", "outlines", "lm-format-enforcer")
+TOOL_PARSERS = """
+    apertus cohere_command3 cohere_command4 deepseek_v3 deepseek_v31 deepseek_v32 deepseek_v4 deepseek_v41 dots ernie45
+    functiongemma gemma4 gigachat3 glm45 glm47 granite granite-20b-fc granite4 hermes hunyuan_a13b hy_v3 hy_v4 inkling
+    internlm jamba k2_horizon kimi_k2 kimi_k3 lfm2 ling3 llama3_json llama4_json llama4_pythonic longcat mimo minicpm5
+    minimax_m2 minimax_m3 mistral muse_glimmer olmo3 openai phi4_mini_json poolside_v1 pythonic qwen3_coder qwen3_xml
+    seed_oss step3 step3p5 xlam
+"""
+REASONING_PARSERS = """
+    cohere_command3 cohere_command4 deepseek_r1 deepseek_v3 deepseek_v4 deepseek_v41 ernie45 gemma4 glm45 glm47 granite
+    granite_thinking_parser holo2 hunyuan_a13b hy_v3 hy_v4 inkling k2_horizon kimi_k2 kimi_k3 ling3 mimo minimax_m2
+    minimax_m2_append_think minimax_m3 mistral muse_glimmer nemotron_v3 olmo3 openai_gptoss poolside_v1 qwen3 seed_oss
+    step3 step3p5
+"""
+# vLLM's own chat templates, which --chat-template may name instead of a path.
+CHAT_TEMPLATES_DIR = "vllm/transformers_utils/chat_templates"
+BUILTIN_CHAT_TEMPLATES = """
+    template_basic.jinja template_blip2.jinja template_chatml.jinja template_deepseek_ocr.jinja
+    template_deepseek_vl2.jinja template_kimi_audio.jinja template_minicpmv45.jinja
+"""
+# vLLM's defaults for the flags the simulator reads, and its own where vLLM leaves a flag unset (None) to decide later.
+SIM_DEFAULTS = {
+    "model": "Qwen/Qwen3-0.6B",
+    "host": "0.0.0.0",
+    "port": 8000,
+    "max_num_seqs": 256,
+    "shutdown_timeout": 0,
+    "sse_keep_alive_interval": 0,
+}
 
 
 class FlexibleArgumentParser(argparse.ArgumentParser):
-    """Takes `--flag_name` for `--flag-name`, as vLLM's parser of the same name does."""
+    """vLLM's parser of that name: `serve --model M` for `serve M`, --flag_name for --flag-name, -O3 for
+    --optimization-level 3, and --json-flag.key VALUE merged into that flag's JSON object."""
 
     def parse_args(self, args=None, namespace=None):
-        args = sys.argv[1:] if args is None else args
-        return super().parse_args([_hyphenate(arg) for arg in args], namespace)
+        args = list(sys.argv[1:] if args is None else args)
+        if args[:1] == ["serve"]:
+            args = _serve_argv(args)
+        return super().parse_args(_flexible(args), namespace)
 
 
-def _hyphenate(arg: str) -> str:
-    if not arg.startswith("--"):
-        return arg
-    name, equals, value = arg.partition("=")
-    return name.replace("_", "-") + equals + value
+def _serve_argv(args: list[str]) -> list[str]:
+    model = next((i for i, arg in enumerate(args) if re.match(r"--model(=|$)", arg)), None)
+    if model is not None:
+        tag, rest = (args[model + 1], model + 2) if args[model] == "--model" else (args[model][8:], model + 1)
+        args = ["serve", tag, *args[1:model], *args[rest:]]
+    named = any(re.match(r"--served[-_]model[-_]name(=|$)", arg) for arg in args)
+    if len(args) > 1 and args[1].startswith("-") and named and not any(re.match(r"--config(=|$)", a) for a in args):
+        raise ValueError(
+            "`model` should be provided as the first positional argument when using `vllm serve`. "
+            "i.e. `vllm serve <model> --<arg> <value>`."
+        )
+    if "--config" in args:  # vLLM reads it here; a missing file fails as open() does
+        Path(args[args.index("--config") + 1]).open().close()
+    return args
 
 
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
+def _flexible(args: list[str]) -> list[str]:
+    out: list[str] = []
+    dotted: dict[str, dict] = {}
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg.startswith("--"):
+            name, equals, value = arg.partition("=")
+            head, dot, tail = name.partition(".")
+            arg = head.replace("_", "-") + dot + tail + equals + value
+        elif arg.startswith("-O") and arg != "-O":
+            arg = "--optimization-level=" + arg[2:].removeprefix("=")
+        elif arg == "-O" and args[index + 1 : index + 2] in (["0"], ["1"], ["2"], ["3"]):
+            arg = "--optimization-level"
+        # As vLLM's does, this takes any option-like word with a dot for a dotted key: "-0.5" too.
+        name, equals, value = arg.partition("=")
+        if arg.startswith("-") and "." in (name if equals else arg):
+            if not equals:
+                index += 1
+                value = args[index]
+            if name.endswith("+"):
+                name, value = name[:-1], json.dumps(value.split(","))
+            flag, *keys = name.split(".")
+            _merge(dotted.setdefault(flag, {}), keys, _dotted_value(value))
+        else:
+            out.append(arg)
+        index += 1
+    for flag, value in dotted.items():
+        out += [flag, json.dumps(value)]
+    return out
+
+
+def _dotted_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
         try:
-            value = int(text)
+            return human_readable_int(text)
+        except (ValueError, argparse.ArgumentTypeError):
+            return text
+
+
+def _merge(target: dict, keys: list[str], value) -> None:
+    for key in keys[:-1]:
+        if not isinstance(target.get(key), dict):
+            target[key] = {}
+        target = target[key]
+    if isinstance(value, list) and isinstance(target.get(keys[-1]), list):
+        target[keys[-1]] += value
+    else:
+        target[keys[-1]] = value
+
+
+def human_readable_int(text: str) -> int:
+    """'4096', '4k' (x1000) or '4K' (x1024); argparse names this function in its error."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kmgtKMGT])", text.strip())
+    if not match:
+        return int(text)
+    number, suffix = match.groups()
+    if suffix.islower():
+        return int(float(number) * 1000 ** ("kmgt".index(suffix) + 1))
+    if "." in number:
+        raise argparse.ArgumentTypeError(
+            f"Decimals are not allowed with binary suffixes like {suffix}. "
+            f"Did you mean to use {number}{suffix.lower()} instead?"
+        )
+    return int(number) * 1024 ** ("KMGT".index(suffix) + 1)
+
+
+def human_readable_int_or_auto(text: str) -> int:
+    """A size, or -1 for 'auto' (the model's own)."""
+    return -1 if text.strip() == "-1" or text.strip().lower() == "auto" else human_readable_int(text)
+
+
+def union_dict_and_str(text: str):
+    """Braces make it a JSON object, anything else is a string."""
+    return _optional(json.loads)(text) if re.match(r"(?s)^\s*{.*}\s*$", text) else text
+
+
+def _converted(convert):
+    def parse(text: str):
+        try:
+            return convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"Value {text} cannot be converted to {convert}.") from None
+
+    return parse
+
+
+def _optional(convert):
+    def parse(text: str):
+        return None if text in ("", "None") else _converted(convert)(text)
+
+    return parse
+
+
+def _backend(text: str) -> str:
+    return text.lower().replace("-", "_")
+
+
+def _expand_sizes(text: str) -> str:
+    """4k for 4000 in a JSON config, outside its strings, as vLLM reads them."""
+    parts = re.split(r'("(?:[^"\\]|\\.)*")', text)
+    parts[::2] = [
+        re.sub(r"\b\d+(?:\.\d+)?[kKmMgGtT]\b", lambda m: str(human_readable_int(m[0])), p) for p in parts[::2]
+    ]
+    return "".join(parts)
+
+
+def _invalid(cls: str, field: str, message: str, kind: str, value) -> argparse.ArgumentTypeError:
+    """pydantic's report on a config class refusing its JSON, which vLLM passes on."""
+    where = f"\n{field}" if field else ""
+    return argparse.ArgumentTypeError(
+        f"1 validation error for {cls}{where}\n  {message} [type={kind}, input_value={value!r}, "
+        f"input_type={type(value).__name__}]"
+    )
+
+
+def _compilation_mode(value) -> tuple[str, str] | None:
+    if isinstance(value, int):
+        return None if 0 <= value < len(COMPILATION_MODES) else ("Input should be 0, 1, 2 or 3", "enum")
+    if str(value).upper() in COMPILATION_MODES:
+        return None
+    modes = ", ".join(COMPILATION_MODES)
+    return f"Value error, Invalid compilation mode: {value}. Valid modes are: {modes}", "value_error"
+
+
+def _cudagraph_mode(value) -> tuple[str, str] | None:
+    if isinstance(value, int) or str(value).upper() in CUDAGRAPH_MODES:  # a mode by name, or by number
+        return None
+    return f"Value error, {value!r} is not a CUDAGraphMode: {', '.join(CUDAGRAPH_MODES)}", "value_error"
+
+
+def _array(value) -> tuple[str, str] | None:
+    return None if isinstance(value, list) else ("Input should be a valid array", "list_type")
+
+
+def _structured_outputs_backend(value) -> tuple[str, str] | None:
+    if value in STRUCTURED_OUTPUTS_BACKENDS:
+        return None
+    *others, last = STRUCTURED_OUTPUTS_BACKENDS
+    return f"Input should be {', '.join(map(repr, others))} or {last!r}", "literal_error"
+
+
+# The field values the simulator checks; any other field of a config class takes any JSON value.
+CONFIG_VALUES = {
+    ("CompilationConfig", "mode"): _compilation_mode,
+    ("CompilationConfig", "cudagraph_mode"): _cudagraph_mode,
+    ("CompilationConfig", "cudagraph_capture_sizes"): _array,
+    ("CompilationConfig", "compile_sizes"): _array,
+    ("StructuredOutputsConfig", "backend"): _structured_outputs_backend,
+}
+
+
+def _config(flag: str):
+    """The JSON for a config class: an object of its fields, as pydantic validates it for vLLM."""
+    cls, fields = CONFIG_FIELDS[flag].split(":")
+
+    def parse(text: str) -> dict:
+        try:
+            value = json.loads(_expand_sizes(text))
+        except json.JSONDecodeError as error:
+            message = f"Invalid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+            raise _invalid(cls, "", message, "json_invalid", text) from None
+        if not isinstance(value, dict):
+            raise _invalid(cls, "", "Input should be an object", "dataclass_type", value)
+        for key, item in value.items():
+            if key not in fields.split():
+                raise _invalid(cls, key, "Unexpected keyword argument", "unexpected_keyword_argument", item)
+            problem = CONFIG_VALUES.get((cls, key), lambda _item: None)(item)
+            if problem:
+                raise _invalid(cls, key, *problem, item)
         return value
 
     return parse
 
 
-def _memory_fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return value
+CONVERTERS = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "size": human_readable_int,
+    "size-or-auto": human_readable_int_or_auto,
+    "json": json.loads,
+    "json-value": _converted(json.loads),
+    "dict-or-str": union_dict_and_str,
+    "backend": _backend,
+    "opt-int": _optional(int),
+    "opt-float": _optional(float),
+    "opt-size": _optional(human_readable_int),
+    "opt-json": _optional(json.loads),
+}
 
 
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"invalid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
-    return value
+def _add_flag(parser: argparse.ArgumentParser, kind: str, spec: str) -> None:
+    flag, *aliases = spec.rstrip("+?*").split("/")
+    options = [f"--{flag}", *aliases]
+    if kind in ("switch", "set"):
+        parser.add_argument(*options, action=argparse.BooleanOptionalAction if kind == "switch" else "store_true")
+        return
+    if kind in ("config", "opt-config"):
+        convert = _config(flag) if kind == "config" else _optional(_config(flag))
+    else:
+        convert = CONVERTERS[kind]
+    choices = [convert(choice) for choice in CHOICES[flag].split()] if flag in CHOICES else None
+    extra = {"+": {"nargs": "+"}, "?": {"nargs": "?", "const": True}, "*": {"action": "append"}}.get(spec[-1], {})
+    parser.add_argument(*options, type=convert, choices=choices, **extra)
 
 
-def build_parser() -> FlexibleArgumentParser:
+class ServeSubcommand:
+    """vLLM's `serve` subcommand: its parser, and the checks it makes on what that parsed."""
+
+    def subparser_init(self, subparsers) -> FlexibleArgumentParser:
+        parser = subparsers.add_parser(
+            "serve",
+            help="Start the vLLM OpenAI-compatible API server.",
+            usage="vllm serve [model_tag] [options]",
+        )
+        parser.add_argument("model_tag", nargs="?", help="Hugging Face repo id, looked up in the hub cache")
+        for kind, specs in SERVE_FLAGS.items():
+            for spec in specs.split():
+                _add_flag(parser, kind, spec)
+        parser.set_defaults(**SIM_DEFAULTS)
+        return parser
+
+    def validate(self, args: argparse.Namespace) -> None:
+        template = args.chat_template
+        path_like = template and not any(c in template for c in "{}\n")
+        if path_like and not Path(template).exists() and template not in BUILTIN_CHAT_TEMPLATES.split():
+            raise ValueError(
+                f"The supplied chat template string ({template}) appears path-like, but doesn't exist! "
+                f"Tried: {template} and {CHAT_TEMPLATES_DIR}/{template}"
+            )
+        if args.enable_auto_tool_choice and not args.tool_call_parser:
+            raise TypeError("Error: --enable-auto-tool-choice requires --tool-call-parser")
+        if args.enable_log_outputs and not args.enable_log_requests:
+            raise TypeError("Error: --enable-log-outputs requires --enable-log-requests")
+        if args.sse_keep_alive_interval < 0:
+            raise ValueError(
+                "Error: --sse-keep-alive-interval must be a non-negative integer (0 disables keep-alive comments)."
+            )
+        if args.enable_per_request_metrics and args.disable_log_stats:
+            raise ValueError(
+                "Error: --enable-per-request-metrics requires engine statistics logging; remove --disable-log-stats "
+                "to enable per-request metrics."
+            )
+
+
+def validate_api_server_args(args: argparse.Namespace) -> None:
+    """vLLM's check of the parser names when the API server starts (the tool parser's only for auto tool choice)."""
+    tools, reasonings = TOOL_PARSERS.split(), REASONING_PARSERS.split()
+    if args.enable_auto_tool_choice and args.tool_call_parser not in tools:
+        raise KeyError(f"invalid tool call parser: {args.tool_call_parser} (chose from {{ {','.join(tools)} }})")
+    reasoning = (args.structured_outputs_config or {}).get("reasoning_parser")
+    if reasoning and reasoning not in reasonings:
+        raise KeyError(f"invalid reasoning parser: {reasoning} (chose from {{ {','.join(reasonings)} }})")
+
+
+class ReasoningParserManager:
+    @staticmethod
+    def list_registered() -> list[str]:
+        return REASONING_PARSERS.split()
+
+    @classmethod
+    def get_reasoning_parser(cls, name: str) -> str:
+        """What vLLM looks up when its engine starts."""
+        known = cls.list_registered()
+        if name not in known:
+            raise KeyError(f"Reasoning parser '{name}' not found. Available parsers: {', '.join(known)}")
+        return name
+
+
+class AsyncEngineArgs:
+    """vLLM's engine arguments. From a command line alone vLLM 0.31.0 refuses nothing more here, nor does the sim."""
+
+    def __init__(self, **settings) -> None:
+        self.__dict__.update(settings)
+
+    @classmethod
+    def from_cli_args(cls, args: argparse.Namespace) -> AsyncEngineArgs:
+        return cls(**vars(args))
+
+
+def build_parser() -> tuple[FlexibleArgumentParser, ServeSubcommand]:
+    """The `vllm` command with its serve subcommand, and that subcommand."""
     parser = FlexibleArgumentParser(prog="vllm", description="vLLM CLI (vllm-sim, a stand-in for tests)")
     parser.add_argument("-v", "--version", action="version", version=VERSION)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="Start the vLLM OpenAI-compatible API server.")
-    serve.add_argument("model_tag", metavar="MODEL", help="Hugging Face repo id, looked up in the hub cache")
-    serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--served-model-name", nargs="+")
-    serve.add_argument("--max-model-len", type=_int_at_least(1))
-    serve.add_argument("--tensor-parallel-size", type=_int_at_least(1), default=1)
-    serve.add_argument("--gpu-memory-utilization", type=_memory_fraction, default=0.9)
-    serve.add_argument("--dtype", default="auto", choices=("auto", "half", "float16", "bfloat16", "float", "float32"))
-    serve.add_argument("--kv-cache-dtype", default="auto")
-    serve.add_argument("--quantization")
-    serve.add_argument("--max-num-seqs", type=_int_at_least(1), default=256)
-    serve.add_argument("--max-num-batched-tokens", type=_int_at_least(1))
-    for name in ("--limit-mm-per-prompt", "--mm-processor-kwargs", "--compilation-config", "--speculative-config"):
-        serve.add_argument(name, type=_json_object)
-    for name in (
-        "--enable-chunked-prefill",
-        "--enable-prefix-caching",
-        "--async-scheduling",
-        "--enable-auto-tool-choice",
-        "--trust-remote-code",
-        "--disable-custom-all-reduce",
-    ):
-        serve.add_argument(name, action=argparse.BooleanOptionalAction)
-    serve.add_argument("--tool-call-parser")
-    serve.add_argument("--generation-config", default="auto")
-    serve.add_argument("--shutdown-timeout", type=_int_at_least(0), default=0)
-    serve.add_argument("--download-dir")
-    return parser
+    command = ServeSubcommand()
+    command.subparser_init(parser.add_subparsers(dest="subparser", required=True))
+    return parser, command
 
 
 # --- the model in the Hugging Face cache ---------------------------------------------------------
@@ -727,7 +1256,7 @@ def drain(server: SimServer, engine: Engine, timeout: int, signum: int) -> None:
 def serve(args: argparse.Namespace) -> int:
     # Block the stop signals before any thread exists, so that only this thread's sigwait sees them.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    defaults = vars(build_parser().parse_args(["serve", args.model_tag]))
+    defaults = vars(build_parser()[0].parse_args(["serve", args.model_tag]))
     log(f"vLLM API server version {VERSION}")
     log(f"non-default args: { ({k: v for k, v in vars(args).items() if v != defaults[k]}) }", "utils.py:328")
     args.served_model_name = args.served_model_name or [args.model_tag]
@@ -775,7 +1304,20 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return serve(build_parser().parse_args(argv))
+    parser, command = build_parser()
+    # What `vllm serve` checks before it loads: a refused setting ends it with vLLM's message.
+    try:
+        args = parser.parse_args(argv)
+        command.validate(args)
+        if not (args.tool_parser_plugin or args.reasoning_parser_plugin):
+            validate_api_server_args(args)
+            if args.reasoning_parser:
+                ReasoningParserManager.get_reasoning_parser(args.reasoning_parser)
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        print(f"{type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        return 1
+    args.model_tag = args.model_tag or args.model
+    return serve(args)
 
 
 if __name__ == "__main__":

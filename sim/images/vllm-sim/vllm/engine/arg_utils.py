@@ -1,0 +1,3 @@
+from vllm_sim import AsyncEngineArgs
+
+__all__ = ["AsyncEngineArgs"]

@@ -1,0 +1,3 @@
+from vllm_sim import ServeSubcommand
+
+__all__ = ["ServeSubcommand"]

@@ -1,0 +1,3 @@
+from vllm_sim import ReasoningParserManager
+
+__all__ = ["ReasoningParserManager"]

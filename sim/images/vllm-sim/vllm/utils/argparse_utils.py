@@ -1,0 +1,3 @@
+from vllm_sim import FlexibleArgumentParser
+
+__all__ = ["FlexibleArgumentParser"]
