@@ -101,6 +101,20 @@ def test_a_command_line_vllm_refuses_fails_the_unit_before_its_vllm_is_touched(h
     test_chat_completion_through_litellm(host)
 
 
+def test_a_model_whose_backend_does_not_answer_fails_the_unit_before_litellm_is_touched(host):
+    before = container_ids(host)
+    config = host.file("/etc/thorfleet/litellm/config.yaml").content_string
+    wrong = json.dumps({"litellm_proxy_models": [{"model_name": MODEL, "api_base": "http://ai-vllm:8001/v1"}]})
+    rc, output = playbook("site", "-e", wrong)
+    assert rc != 0
+    assert "LiteLLM's new config on thor-01 would not serve, so the running LiteLLM was not touched" in output
+    assert f"model {MODEL}: its backend http://ai-vllm:8001/v1 does not answer" in output, output[-3000:]
+    assert container_ids(host) == before
+    assert host.file("/etc/thorfleet/litellm/config.yaml").content_string == config
+    assert host.run("docker ps -a --format '{{.Names}}' | grep -c check").stdout.strip() == "0"
+    test_chat_completion_through_litellm(host)
+
+
 def test_a_changed_litellm_setting_recreates_litellm_alone(host):
     before = container_ids(host)
     rc, output = playbook("site", "-e", "litellm_proxy_request_timeout=300")
