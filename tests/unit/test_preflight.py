@@ -47,6 +47,13 @@ GOOD = {
     },
     "a password with characters a URL gives a meaning to": {"postgres_password": "p@ss/w#rd:50%?&=+ [x]~"},
     "an image by tag and digest": {"container_images_postgres": "postgres:17.6@sha256:" + "0123456789abcdef" * 4},
+    "a LiteLLM release at the floor, by its stable tag": {
+        "container_images_litellm": "ghcr.io/berriai/litellm:v1.84.0-stable"
+    },
+    "an older LiteLLM with the floor lowered": {
+        "container_images_litellm": "ghcr.io/berriai/litellm:v1.83.7-stable",
+        "container_images_litellm_minimum": "1.83.7",
+    },
 }
 HOSTS = {name: f"case-{number:02d}" for number, name in enumerate([*CASES, *GOOD])}
 # The master key as `echo KEY | ansible-vault encrypt_string` makes it: vaulted, ending in a line break.

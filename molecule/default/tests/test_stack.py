@@ -1,5 +1,6 @@
 """Verify the whole stack on one simulated unit (testinfra, through molecule's inventory)."""
 
+import json
 import shlex
 
 import yaml
@@ -81,6 +82,37 @@ def test_config_is_private_and_names_secrets_only_by_reference(host):
 
 def container_ids(host):
     return dict(line.split() for line in host.check_output("docker ps --format '{{.Names}} {{.ID}}'").splitlines())
+
+
+def test_a_command_line_vllm_refuses_fails_the_unit_before_its_vllm_is_touched(host):
+    """The seed guide's "Fast Startup Mode" flag, which vLLM 0.31.0 refuses: asked of the image first, in check mode
+    too; the unit fails with vLLM's own words and keeps serving on the containers it had."""
+    before = container_ids(host)
+    refused = json.dumps({"vllm_server_settings": {"compilation_config": {"level": 0}}})
+    for mode in (["--check"], []):
+        rc, output = playbook("site", *mode, "-e", refused)
+        assert rc != 0, output[-3000:]
+        assert "refuses the command line for profile qwen3-vl-30b-a3b-awq on thor-01" in output, output[-3000:]
+        assert "the running vLLM was not touched. vLLM says:" in output
+        assert "validation error for CompilationConfig\nlevel\n  Unexpected keyword argument" in output
+        assert "vllm_server : Run vLLM]" not in output
+        assert container_ids(host) == before
+    assert host.run("docker ps -a --format '{{.Names}}' | grep -c check").stdout.strip() == "0"
+    test_chat_completion_through_litellm(host)
+
+
+def test_a_model_whose_backend_does_not_answer_fails_the_unit_before_litellm_is_touched(host):
+    before = container_ids(host)
+    config = host.file("/etc/thorfleet/litellm/config.yaml").content_string
+    wrong = json.dumps({"litellm_proxy_models": [{"model_name": MODEL, "api_base": "http://ai-vllm:8001/v1"}]})
+    rc, output = playbook("site", "-e", wrong)
+    assert rc != 0
+    assert "LiteLLM's new config on thor-01 would not serve, so the running LiteLLM was not touched" in output
+    assert f"model {MODEL}: its backend http://ai-vllm:8001/v1 does not answer" in output, output[-3000:]
+    assert container_ids(host) == before
+    assert host.file("/etc/thorfleet/litellm/config.yaml").content_string == config
+    assert host.run("docker ps -a --format '{{.Names}}' | grep -c check").stdout.strip() == "0"
+    test_chat_completion_through_litellm(host)
 
 
 def test_a_changed_litellm_setting_recreates_litellm_alone(host):

@@ -27,7 +27,20 @@ CASES = {
     "no tag": ({"container_images_postgres": "postgres"}, "'postgres' is not allowed"),
     "compromised litellm": (
         {"container_images_litellm": "ghcr.io/berriai/litellm:v1.82.7"},
-        "Image 'ghcr.io/berriai/litellm:v1.82.7' is not allowed",
+        "LiteLLM 1.82.7 ('ghcr.io/berriai/litellm:v1.82.7', container_images_litellm) is never accepted",
+    ),
+    # The simulated fleet's LiteLLM carries the simulator's version, so its inventory sets no floor.
+    "litellm older than the floor": (
+        {
+            "container_images_litellm": "ghcr.io/berriai/litellm:v1.83.7-stable",
+            "container_images_litellm_minimum": "1.84.0",
+        },
+        "LiteLLM 1.83.7 ('ghcr.io/berriai/litellm:v1.83.7-stable', container_images_litellm) is older than "
+        "container_images_litellm_minimum (1.84.0): 1.83.7 fixed a pre-authentication SQL injection",
+    ),
+    "a floor that is no release": (
+        {"container_images_litellm_minimum": "latest"},
+        "container_images_litellm_minimum must be a release such as 1.84.0",
     ),
     "port out of range": ({"litellm_proxy_port": 70000}, "litellm_proxy_port must be 1-65535"),
     "port zero": ({"litellm_proxy_port": 0}, "litellm_proxy_port must be 1-65535"),
