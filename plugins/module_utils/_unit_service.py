@@ -5,9 +5,11 @@ unit_service module (one round trip where file, docker_network and docker_contai
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import socket
 import stat
 
 MODE = re.compile(r"0?[0-7]{3}")
@@ -74,6 +76,52 @@ def without_env_values(info):
     config = info.get("Config") or {}
     names = [entry.partition("=")[0] for entry in config.get("Env") or []]
     return {**info, "Config": {**config, "Env": names}} if config else info
+
+
+# A host address that takes in every address of its family: a port published there collides with any other.
+EVERY_ADDRESS = {"", "0.0.0.0", "::"}
+
+
+def _collide(one, other):
+    return one == other or one in EVERY_ADDRESS or other in EVERY_ADDRESS
+
+
+def _bound_elsewhere(address, port):
+    """Whether a process holds `port` on `address` (a bind there fails as in use). An address this host does not
+    have is not a holder: Docker will say so itself."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # A port left in TIME_WAIT by a container that just stopped is free to publish; a listening one is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address or "0.0.0.0", port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def ports_held(engine, container, ports, address):
+    """[{port, container, address}] for each of `ports` that `container` could not publish on `address`: another
+    running container publishes it there (`container` its name), or, published by none, some other process holds
+    it (`container` None). A port `container` publishes itself is its own."""
+    running = engine.request("GET", "/containers/json")[1] or []
+    published = {}
+    for other in running:
+        name = (other.get("Names") or ["/?"])[0].lstrip("/")
+        for bound in other.get("Ports") or []:
+            if bound.get("PublicPort") and bound.get("Type", "tcp") == "tcp":
+                published.setdefault(bound["PublicPort"], []).append((name, bound.get("IP", "")))
+    held = []
+    for port in ports:
+        holders = [(name, ip) for name, ip in published.get(port, []) if _collide(ip, address)]
+        if any(name == container for name, _ip in holders):
+            continue
+        if holders:
+            name, ip = holders[0]
+            held.append(dict(port=port, container=name, address=f"{ip or '0.0.0.0'}:{port}"))
+        elif _bound_elsewhere(address, port):
+            held.append(dict(port=port, container=None, address=f"{address or '0.0.0.0'}:{port}"))
+    return held
 
 
 def converge(engine, network, container, image, check_mode):

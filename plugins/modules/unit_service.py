@@ -23,6 +23,8 @@ description:
   - Reports whether the container stands on the network as it is now (RV(network_stale)). A container left on a
     network that was removed and made anew, or detached from it, must be recreated, since it cannot even start.
   - Reports the files O(files) (sha256, mode, owner), so that the caller writes a file only when it differs.
+  - Reports each of the host ports O(ports) that the container could not publish on O(ports_address), because
+    another running container publishes it there or another process holds it (RV(ports_held)).
   - Talks to the Docker engine over its Unix socket O(docker_socket).
 attributes:
   check_mode:
@@ -68,6 +70,17 @@ options:
       - Mode of every folder in O(folders), an octal string.
     type: str
     default: '0755'
+  ports:
+    description:
+      - Host ports the container publishes, to report in RV(ports_held) when something else holds them.
+    type: list
+    elements: int
+    default: []
+  ports_address:
+    description:
+      - The host address the container publishes O(ports) on; C(0.0.0.0) is every IPv4 address.
+    type: str
+    default: 0.0.0.0
 """
 
 EXAMPLES = r"""
@@ -129,11 +142,25 @@ image_present:
   description: Whether the image O(image) is on the unit; null when no O(image) is given.
   type: bool
   returned: always
+ports_held:
+  description:
+    - Each port of O(ports) held by something else on O(ports_address), with the C(container) that publishes it
+      (null for a process that is not a container) and the C(address) it holds.
+  type: list
+  elements: dict
+  returned: always
+  sample: [{"port": 12434, "container": "squatter", "address": "0.0.0.0:12434"}]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.thorfleet.llm.plugins.module_utils._docker_engine import ENGINE_OPTIONS, DockerError, Engine
-from ansible_collections.thorfleet.llm.plugins.module_utils._unit_service import FolderError, converge, files, folders
+from ansible_collections.thorfleet.llm.plugins.module_utils._unit_service import (
+    FolderError,
+    converge,
+    files,
+    folders,
+    ports_held,
+)
 
 
 def argument_spec():
@@ -144,6 +171,8 @@ def argument_spec():
         folders=dict(type="list", elements="path", default=[]),
         folders_mode=dict(type="str", default="0755"),
         files=dict(type="list", elements="path", default=[]),
+        ports=dict(type="list", elements="int", default=[]),
+        ports_address=dict(type="str", default="0.0.0.0"),
         **ENGINE_OPTIONS,
     )
 
@@ -157,6 +186,7 @@ def main():
         result = converge(engine, params["network"], params["container"], params["image"], module.check_mode)
         # Read after the folders are made: a file's folder may be among them.
         result.update(folders=list(made), files=files(params["files"]), changed=result["changed"] or bool(made))
+        result["ports_held"] = ports_held(engine, params["container"], params["ports"], params["ports_address"])
     except (FolderError, DockerError, OSError) as exc:
         module.fail_json(msg=str(exc))
     if made:

@@ -7,6 +7,7 @@ import re
 import shlex
 from pathlib import Path
 
+import docker
 import pytest
 import testinfra
 from scenario import playbook
@@ -113,4 +114,21 @@ def test_a_re_run_repairs_a_deleted_and_a_corrupted_file(damaged):
     assert unit_manifest(thor) == source_manifest()
     again, changed = run_cache()
     assert again["rounds"] == []
+    assert all(count == 0 for count in changed.values()), changed
+
+
+def test_a_stopped_source_is_named_before_any_unit_changes():
+    """Last: the source is started again, but its address may differ afterwards."""
+    source = docker.from_env().containers.get(f"{os.environ['MOLECULE_SCENARIO_NAME']}-cache-source")
+    source.stop(timeout=5)
+    try:
+        rc, out = playbook("cache")
+    finally:
+        source.start()
+    assert rc != 0
+    assert "The cache source cache_source (" in out
+    assert "cannot be reached: it is stopped, or the inventory does not reach it as it is" in out
+    assert "Module result deserialization failed" not in out
+    changed = {m[0]: int(m[1]) for m in re.findall(r"^(\S+)\s+:.*changed=(\d+)", out, re.MULTILINE)}
+    assert set(changed) >= {"thor-01", "thor-02", "thor-03", "thor-04"}
     assert all(count == 0 for count in changed.values()), changed

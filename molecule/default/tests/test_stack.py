@@ -115,6 +115,29 @@ def test_a_model_whose_backend_does_not_answer_fails_the_unit_before_litellm_is_
     test_chat_completion_through_litellm(host)
 
 
+def test_a_port_another_container_or_process_holds_is_named_before_litellm_is_touched(host):
+    image = host.check_output("docker inspect -f '{{.Config.Image}}' ai-litellm")
+    host.check_output(f"docker run -d --name squatter -p 12500:4000 --entrypoint sleep {shlex.quote(image)} infinity")
+    host.check_output("systemd-run --unit squatter-process python3 -m http.server --bind 0.0.0.0 12501")
+    try:
+        before = container_ids(host)
+        for mode in (["--check"], []):
+            rc, output = playbook("site", *mode, "-e", "litellm_proxy_port=12500")
+            assert rc != 0
+            assert (
+                "Port 12500 on thor-01 is held already by the container squatter (0.0.0.0:12500), so ai-litellm cannot"
+                " publish it as litellm_proxy_port asks; ai-litellm was left as it is. Stop or remove squatter"
+            ) in output, output[-3000:]
+            assert "litellm_proxy : Run LiteLLM]" not in output
+        rc, output = playbook("site", "-e", "litellm_proxy_port=12501")
+        assert rc != 0
+        assert "Port 12501 on thor-01 is held already by a process that is not a container (0.0.0.0:12501)" in output
+        assert container_ids(host) == before
+    finally:
+        host.run("docker rm -f squatter; systemctl stop squatter-process")
+    test_chat_completion_through_litellm(host)
+
+
 def test_a_changed_litellm_setting_recreates_litellm_alone(host):
     before = container_ids(host)
     rc, output = playbook("site", "-e", "litellm_proxy_request_timeout=300")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler
@@ -14,7 +15,13 @@ import pytest
 from ansible.module_utils import _internal as module_utils_internal
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.thorfleet.llm.plugins.module_utils._docker_engine import DockerError, Engine
-from ansible_collections.thorfleet.llm.plugins.module_utils._unit_service import FolderError, converge, files, folders
+from ansible_collections.thorfleet.llm.plugins.module_utils._unit_service import (
+    FolderError,
+    converge,
+    files,
+    folders,
+    ports_held,
+)
 from ansible_collections.thorfleet.llm.plugins.modules import unit_service
 
 from ..docs import assert_documented
@@ -25,7 +32,8 @@ NET = "infra-thor"
 class FakeEngine:
     """Networks and containers by name; records what was created."""
 
-    def __init__(self, networks=None, containers=None, images=None):
+    def __init__(self, networks=None, containers=None, images=None, running=None):
+        self.running = list(running or [])
         self.networks = dict(networks or {})
         self.containers = dict(containers or {})
         self.images = dict(images or {})
@@ -35,6 +43,8 @@ class FakeEngine:
         return {"networks": self.networks, "containers": self.containers, "images": self.images}[kind].get(name)
 
     def request(self, method, path, body=None):
+        if (method, path) == ("GET", "/containers/json"):
+            return 200, self.running
         assert (method, path) == ("POST", "/networks/create")
         self.created.append(body)
         self.networks[body["Name"]] = {"Name": body["Name"], "Id": "new-id"}
@@ -155,7 +165,44 @@ def test_a_network_found_by_id_prefix_only_is_not_the_network():
     assert engine.created
 
 
+def publishing(name, port, *addresses):
+    """A running container as GET /containers/json lists it, publishing `port` on each of `addresses`."""
+    ports = [{"IP": address, "PrivatePort": 80, "PublicPort": port, "Type": "tcp"} for address in addresses]
+    return {"Names": [f"/{name}"], "Ports": ports}
+
+
+def test_a_port_another_container_publishes_is_held_by_it():
+    engine = FakeEngine(running=[publishing("squatter", 12434, "0.0.0.0", "::")])
+    assert ports_held(engine, "ai-litellm", [12434], "0.0.0.0") == [
+        {"port": 12434, "container": "squatter", "address": "0.0.0.0:12434"}
+    ]
+    # Every address collides with a single one, either way round.
+    assert ports_held(engine, "ai-litellm", [12434], "127.0.0.1")[0]["container"] == "squatter"
+    engine = FakeEngine(running=[publishing("squatter", 12434, "127.0.0.1")])
+    assert ports_held(engine, "ai-litellm", [12434], "0.0.0.0")[0]["address"] == "127.0.0.1:12434"
+
+
+def test_the_containers_own_port_and_other_addresses_are_free():
+    engine = FakeEngine(running=[publishing("ai-litellm", 12434, "0.0.0.0"), publishing("other", 3000, "10.0.0.5")])
+    assert ports_held(engine, "ai-litellm", [12434], "0.0.0.0") == []
+    assert ports_held(engine, "ai-open-webui", [3000], "127.0.0.1") == []
+
+
+def test_a_port_a_process_listens_on_is_held_by_no_container():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert ports_held(FakeEngine(), "ai-litellm", [port], "127.0.0.1") == [
+            {"port": port, "container": None, "address": f"127.0.0.1:{port}"}
+        ]
+    # Closed: free again, and an address this host does not have is left to Docker's own message.
+    assert ports_held(FakeEngine(), "ai-litellm", [port], "127.0.0.1") == []
+    assert ports_held(FakeEngine(), "ai-litellm", [port], "203.0.113.7") == []
+
+
 ROUTES = {
+    ("GET", "/containers/json"): (200, [publishing("squatter", 12500, "0.0.0.0")]),
     ("GET", f"/networks/{NET}"): (200, {"Name": NET, "Id": "n1"}),
     ("GET", "/containers/ai-vllm/json"): (200, on("n1")),
     ("GET", "/containers/ai-litellm/json"): (404, {"message": "No such container: ai-litellm"}),
@@ -230,6 +277,8 @@ def test_the_module_reports_and_fails_as_documented(run, docker_socket, tmp_path
         [folder],
         {"before": f"{folder}: absent\n", "after": f"{folder}: 0700\n"},
     )
+    held = run(network=NET, container="ai-litellm", ports=[12500, 12434], docker_socket=docker_socket)
+    assert held["ports_held"] == [{"port": 12500, "container": "squatter", "address": "0.0.0.0:12500"}]
     failed = run(network=NET, container="ai-vllm", docker_socket=str(tmp_path / "none.sock"))
     assert failed["failed"] and "cannot talk to the Docker engine" in failed["msg"]
 
