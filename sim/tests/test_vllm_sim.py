@@ -383,15 +383,16 @@ def test_refuses_connections_while_loading_then_starts_warm_from_the_compile_cac
         "INFO:     Application startup complete.",
         f"INFO:     Uvicorn running on http://127.0.0.1:{cold.port} (Press CTRL+C to quit)",
     ]
+    assert "Directly load the compiled graph(s) from the cache" not in cold.output()
     assert cold.stop() == 0
     cache = launcher.compile_cache / "torch_compile_cache"
     (key,) = cache.iterdir()
     assert len(key.name) == 10
     assert any(p.is_file() for p in key.rglob("*"))
 
-    # Another port and shutdown timeout compile the same: warm.
+    # Another port and shutdown timeout compile the same: warm (said in the log; a start's time varies with load).
     warm = launcher.start("--shutdown-timeout", "5", env=timing, ready=False)
-    assert warm.wait_ready() < 0.6
+    warm.wait_ready()
     assert "Directly load the compiled graph(s) from the cache" in warm.output()
     assert warm.stop() == 0
     assert list(cache.iterdir()) == [key]
