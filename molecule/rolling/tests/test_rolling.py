@@ -187,12 +187,12 @@ def test_a_canary_whose_new_image_fails_its_gate_is_rolled_back_and_the_rollout_
     assert all(re.match(rf"{unit}\s+not reached\s", rows[unit]) for unit in ("thor-02", "thor-03")), rows
     assert "thor-01 (rolled back): Require a one-token completion" in output
     after = {unit: services(c) for unit, c in units.items()}
-    # The canary really ran the broken image (loaded it, backed up, replaced vLLM), and is back on the old one.
+    # The canary really ran the broken image (loaded it, backed up, replaced vLLM), and has the very containers it
+    # ran back: the vLLM that served was kept, stopped, and nothing of the broken one is left.
     assert has_image(units["thor-01"], BROKEN_VLLM)
     assert len(backups(units["thor-01"]) - dumps["thor-01"]) == 1
-    assert images_of(after["thor-01"]) == images_of(before["thor-01"])
-    assert after["thor-01"]["ai-vllm"][0] != before["thor-01"]["ai-vllm"][0]
-    assert after["thor-01"]["ai-postgres"] == before["thor-01"]["ai-postgres"]
+    assert after["thor-01"] == before["thor-01"]
+    assert "previous" not in on_unit(units["thor-01"], "docker", "ps", "-a", "--format", "{{.Names}}")
     # The rest were never touched: same containers, no new image, no backup.
     for unit in ("thor-02", "thor-03"):
         assert after[unit] == before[unit]
@@ -241,6 +241,8 @@ def test_a_good_update_rolls_through_in_batches_under_a_request_stream(units, ad
         after = services(units[unit])
         assert images_of(after) == {"ai-postgres": NEW_POSTGRES, "ai-vllm": NEW_VLLM, "ai-litellm": NEW_LITELLM}
         assert after["ai-postgres"][0] != before[unit]["ai-postgres"][0]
+        # Once every gate passed, nothing kept for a rollback is left.
+        assert "previous" not in on_unit(units[unit], "docker", "ps", "-a", "--format", "{{.Names}}")
         # Backed up before PostgreSQL moved; its data carried over: every key is still there.
         assert len(backups(units[unit]) - dumps[unit]) == 1
         assert key_aliases(addresses[unit]) == aliases_before[unit]
