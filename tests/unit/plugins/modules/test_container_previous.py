@@ -146,7 +146,11 @@ def test_check_mode_changes_nothing_and_shows_the_change(run, config):
 
 def test_an_engine_error_names_the_container(run):
     engine = FakeEngine(**{"ai-vllm": {"id": "old", "running": True}})
-    engine.request = lambda *_a, **_k: (_ for _ in ()).throw(DockerError("engine trouble"))
+
+    def trouble(*_args, **_kwargs):
+        raise DockerError("engine trouble")
+
+    engine.request = trouble
     result = run(engine, name="ai-vllm", state="kept")
     assert result["failed"] and result["msg"] == "ai-vllm: engine trouble"
 
