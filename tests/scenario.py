@@ -43,11 +43,22 @@ def playbook(name: str, *args: str, env: dict[str, str] | None = None) -> tuple[
         cwd=PROJECT,
     )
     output = plain(run.stdout + run.stderr)
-    # tests/scenarios.py scans this for the scenario's secrets: pytest shows a passing test's output to nobody.
+    # tests/scenarios.py scans this for the scenario's secrets.
+    _log(f"$ ansible-playbook {target} {shlex.join(args)}\n{output}\n")
+    return run.returncode, output
+
+
+def _log(text: str) -> None:
+    """Append to the scenario's playbooks.log ($THORFLEET_PLAYBOOK_LOG): pytest shows a passing test's output to
+    nobody."""
     if os.environ.get("THORFLEET_PLAYBOOK_LOG"):
         with open(os.environ["THORFLEET_PLAYBOOK_LOG"], "a", encoding="utf-8") as log:
-            log.write(f"$ ansible-playbook {target} {shlex.join(args)}\n{output}\n")
-    return run.returncode, output
+            log.write(text)
+
+
+def note(text: str) -> None:
+    """Keep a measurement beside the scenario's playbook runs, where a run's reader finds it."""
+    _log(f"# {text}\n")
 
 
 def http(host, method: str, url: str, body=None, key: str | None = None) -> tuple[int, object]:

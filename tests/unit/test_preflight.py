@@ -71,10 +71,10 @@ FAILED = re.compile(r"^(?:fatal|failed): \[([^\]]+)\].*? => (\{.*\})$", re.M)
 
 
 def preflight_play() -> list:
-    """site.yml's play that checks the settings, without the tasks that reach a host (the unit's runtime, the cache
-    source)."""
+    """site.yml's play that checks the settings, without the tasks that reach a host (the unit's runtime and stack,
+    the cache source)."""
     play = next(play for play in yaml.safe_load((REPO / "playbooks" / "site.yml").read_text()) if "tasks" in play)
-    reaching = [(UNIT_ONLY, "preflight"), ("thorfleet.llm.model_cache", "source")]
+    reaching = [(UNIT_ONLY, "preflight"), ("thorfleet.llm.model_cache", "source"), ("thorfleet.llm.stack", "group")]
     tasks = [
         task
         for task in play["tasks"]

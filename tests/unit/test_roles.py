@@ -178,8 +178,10 @@ def test_profiles_cover_the_seeds():
 def test_the_private_role_has_entry_points_only():
     assert "main" not in specs(PRIVATE)
     assert not (REPO / "roles" / PRIVATE / "defaults").exists()
-    entered_from = {where.split("/")[1] for where, role, _task in entered() if role == PRIVATE}
-    assert entered_from <= set(SERVICES), "only the service roles use the private role"
+    entries = {(where.split("/")[1], task) for where, role, task in entered() if role == PRIVATE}
+    assert {role for role, _task in entries} <= {*SERVICES, "stack"}, "only the service roles use the private role"
+    # The stack commits or rolls back what the service roles kept, and does nothing else with it.
+    assert {task for role, task in entries if role == "stack"} == {"kept"}
 
 
 @pytest.mark.parametrize("role", SERVICES)

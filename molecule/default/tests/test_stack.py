@@ -1,6 +1,7 @@
 """Verify the whole stack on one simulated unit (testinfra, through molecule's inventory)."""
 
 import json
+import re
 import shlex
 
 import yaml
@@ -135,6 +136,27 @@ def test_a_port_another_container_or_process_holds_is_named_before_litellm_is_to
         assert container_ids(host) == before
     finally:
         host.run("docker rm -f squatter; systemctl stop squatter-process")
+    test_chat_completion_through_litellm(host)
+
+
+def test_a_vllm_that_fails_its_gate_is_put_back_as_it_served(host):
+    """An image that starts but cannot serve (vllm-sim with a broken GPU): the vLLM that served was kept, stopped, and
+    comes back itself, with its id, on its own settings; the unit serves again, and the recap says what was refused.
+    Check mode reports the change and makes none."""
+    before = container_ids(host)
+    broken = ("-e", "container_images_vllm=thorfleet-sim/vllm-sim:0.1.1-broken")
+    rc, output = playbook("site", "--check", *broken)
+    assert rc == 0, output[-3000:]
+    assert re.search(r"vllm_server : Run vLLM\] \**\nchanged: \[thor-01\]", output), output[-3000:]
+    assert re.search(r'"thor-01\s+would serve\s', output), output[-3000:]
+    assert container_ids(host) == before
+    rc, output = playbook("site", *broken)
+    assert rc != 0
+    assert re.search(r'"thor-01\s+rolled back\s', output), output[-3000:]
+    assert "The run stopped on 1 unit(s)" in output
+    assert "thor-01 (rolled back): Require a one-token completion: vLLM on thor-01 answered" in output
+    assert container_ids(host) == before
+    assert "previous" not in host.check_output("docker ps -a --format '{{.Names}}'")
     test_chat_completion_through_litellm(host)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from scenario import PROJECT, fleet_address, playbook, unit_containers
+from scenario import PROJECT, fleet_address, note, playbook, unit_containers
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS = yaml.safe_load((PROJECT / "inventories/sim/group_vars/thor/generated.yml").read_text())
@@ -72,8 +72,8 @@ def has_image(container, ref: str) -> bool:
     return container.exec_run(["docker", "image", "inspect", ref]).exit_code == 0
 
 
-def litellm_events(container, since: float, until: float) -> list[tuple[float, str]]:
-    """(time, action) of LiteLLM's container on the unit: kill, die, stop, destroy, create, start."""
+def events(container, name: str, since: float, until: float) -> list[tuple[float, str]]:
+    """(time, action) of the unit's container `name`: kill, die, stop, destroy, create, start."""
     out = on_unit(
         container,
         "docker",
@@ -83,11 +83,61 @@ def litellm_events(container, since: float, until: float) -> list[tuple[float, s
         "--until",
         f"{until:.3f}",
         "--filter",
-        "container=ai-litellm",
+        f"container={name}",
         "--format",
         "{{json .}}",
     )
     return [(int(e["timeNano"]) / 1e9, e["Action"]) for e in map(json.loads, out.splitlines())]
+
+
+def windows(units, name: str, since: float, until: float) -> dict[str, tuple[float, float]]:
+    """Each unit's window out of service: from the first kill of its container `name` (the drain) to the last start."""
+    found = {}
+    for unit in UNITS:
+        happened = events(units[unit], name, since, until)
+        kills = [t for t, action in happened if action == "kill"]
+        starts = [t for t, action in happened if action == "start"]
+        assert kills and starts, (unit, happened)
+        found[unit] = (kills[0], starts[-1])
+    # A canary, then one batch of two: thor-02 and thor-03 drain together, after thor-01 is back.
+    assert found["thor-01"][1] < min(found["thor-02"][0], found["thor-03"][0]), found
+    return found
+
+
+def served_around(requests, out: dict[str, tuple[float, float]]) -> dict:
+    """Per unit, that requests failed only in its own window, that those in flight when it began finished (streams to
+    their last token) and that the units outside its batch answered meanwhile; returns the counts."""
+    summary = {}
+    for unit in UNITS:
+        drained, restarted = out[unit]
+        mine = [r for r in requests.records if r["unit"] == unit]
+        # Back up: the first request answered after the container started again.
+        back = min(r["start"] for r in mine if r["ok"] and r["start"] >= restarted)
+        failed = [r for r in mine if not r["ok"]]
+        # Failures only while this unit was in its own batch's drain-to-ready window, none outside it:
+        # each ended after the drain began, was sent before the unit was back, and was not yet taken up.
+        # Docker logs the kill event after it has delivered the signal, so a request reset on the signal
+        # may end a moment before the event's time: a second's grace.
+        assert all(
+            drained - KILL_EVENT_GRACE <= r["end"] and r["start"] <= back and r.get("responded", drained) >= drained
+            for r in failed
+        ), (drained, back, failed)
+        # Every request in flight (taken up) when the drain began finished, streams to their last token.
+        in_flight = [r for r in mine if r.get("responded", r["end"]) < drained < r["end"]]
+        assert any(r["stream"] for r in in_flight), mine
+        assert all(r["ok"] for r in in_flight), in_flight
+        # While it was out, the units outside its batch kept answering.
+        batch = next(batch for batch in BATCHES if unit in batch)
+        others = [r for r in requests.records if r["unit"] not in batch and drained <= r["start"] <= back]
+        assert others and all(r["ok"] for r in others)
+        summary[unit] = {
+            "requests": len(mine),
+            "failed": len(failed),
+            "out_of_service_s": round(back - drained, 1),
+            "in_flight_at_drain": len(in_flight),
+            "others_served_meanwhile": len(others),
+        }
+    return summary
 
 
 def chat(address: str, key: str, max_tokens: int = 4, stream: bool = False) -> dict:
@@ -172,6 +222,84 @@ def recap(output: str) -> dict[str, str]:
     return {unit: row for unit in UNITS for row in re.findall(rf'"({unit}\s.*?)"', output)}
 
 
+def failures(requests) -> dict[str, int]:
+    return {unit: sum(1 for r in requests.records if r["unit"] == unit and not r["ok"]) for unit in UNITS}
+
+
+def test_site_refuses_on_the_canary_a_flag_vllm_refuses_and_every_unit_serves_throughout(units, addresses, keys):
+    """The seed guide's "Fast Startup Mode" flag through site.yml, the documented way to apply a change."""
+    before = {unit: services(c) for unit, c in units.items()}
+    refused = json.dumps({"vllm_server_settings": {"compilation_config": {"level": 0}}})
+    with RequestStream(addresses, keys) as requests:
+        time.sleep(1)
+        code, output = playbook("site", "-e", refused)
+    assert code != 0
+    rows = recap(output)
+    assert re.match(r"thor-01\s+failed\s", rows["thor-01"]), rows
+    assert all(re.match(rf"{unit}\s+not reached\s", rows[unit]) for unit in ("thor-02", "thor-03")), rows
+    assert "thor-01 (failed): Require vLLM to accept the command line: vLLM in" in output
+    assert "validation error for CompilationConfig\nlevel\n  Unexpected keyword argument" in output
+    assert {unit: services(c) for unit, c in units.items()} == before
+    assert failures(requests) == dict.fromkeys(UNITS, 0), [r for r in requests.records if not r["ok"]]
+    note(f"site.yml, a flag vLLM refuses: failed requests {failures(requests)} of {len(requests.records)}")
+
+
+def test_site_puts_back_a_canary_whose_vllm_fails_its_gate_and_stops(units, addresses, keys):
+    before = {unit: services(c) for unit, c in units.items()}
+    broken = ("-e", f"container_images_vllm={BROKEN_VLLM}")
+    # Check mode reports the change on every unit and makes none.
+    code, output = playbook("site", "--check", *broken)
+    assert code == 0, output[-3000:]
+    assert all(re.match(rf"{unit}\s+would serve\s", recap(output)[unit]) for unit in UNITS), recap(output)
+    assert len(re.findall(r"vllm_server : Run vLLM\] \**\nchanged: ", output)) == 3
+    assert {unit: services(c) for unit, c in units.items()} == before
+    since = time.time()
+    with RequestStream(addresses, keys) as requests:
+        time.sleep(1)
+        code, output = playbook("site", *broken)
+        time.sleep(1)
+    assert code != 0
+    rows = recap(output)
+    assert re.match(r"thor-01\s+rolled back\s", rows["thor-01"]), rows
+    assert all(re.match(rf"{unit}\s+not reached\s", rows[unit]) for unit in ("thor-02", "thor-03")), rows
+    assert "thor-01 (rolled back): Require a one-token completion: vLLM on thor-01 answered" in output
+    # The canary ran the broken image and has the very containers it ran back; the rest were never touched.
+    assert has_image(units["thor-01"], BROKEN_VLLM)
+    assert {unit: services(c) for unit, c in units.items()} == before
+    assert not any(has_image(units[unit], BROKEN_VLLM) for unit in ("thor-02", "thor-03"))
+    # Only the canary failed requests, and only while its vLLM was out.
+    out = min(t for t, action in events(units["thor-01"], "ai-vllm", since, time.time()) if action == "kill")
+    failed = [r for r in requests.records if not r["ok"]]
+    assert all(r["unit"] == "thor-01" and r["end"] >= out - KILL_EVENT_GRACE for r in failed), failed
+    assert chat(addresses["thor-01"], keys["thor-01"])["ok"]
+    note(f"site.yml, a vLLM that fails its gate: failed requests {failures(requests)} of {len(requests.records)}")
+
+
+def test_site_rolls_a_good_change_through_in_batches(units, addresses, keys):
+    before = {unit: services(c) for unit, c in units.items()}
+    since = time.time()
+    with RequestStream(addresses, keys) as requests:
+        time.sleep(2)
+        code, output = playbook(
+            "site", "-e", json.dumps({"vllm_server_settings": {"max_num_seqs": 8}}), "-e", "thorfleet_batch_size=2"
+        )
+        time.sleep(2)
+    assert code == 0, output[-3000:]
+    until = time.time()
+    rows = recap(output)
+    for unit in UNITS:
+        assert re.match(rf"{unit}\s+serving\s", rows[unit]), rows
+        after = services(units[unit])
+        assert after["ai-vllm"][0] != before[unit]["ai-vllm"][0]
+        assert {k: after[k] for k in ("ai-postgres", "ai-litellm")} == {
+            k: before[unit][k] for k in ("ai-postgres", "ai-litellm")
+        }
+        assert "--max-num-seqs" in on_unit(units[unit], "docker", "inspect", "-f", "{{json .Config.Cmd}}", "ai-vllm")
+        assert "previous" not in on_unit(units[unit], "docker", "ps", "-a", "--format", "{{.Names}}")
+    summary = served_around(requests, windows(units, "ai-vllm", since, until))
+    note(f"site.yml, a good change in batches: {json.dumps(summary)}")
+
+
 def test_a_canary_whose_new_image_fails_its_gate_is_rolled_back_and_the_rollout_stops(units, addresses, keys):
     before = {unit: services(c) for unit, c in units.items()}
     dumps = {unit: backups(c) for unit, c in units.items()}
@@ -187,12 +315,12 @@ def test_a_canary_whose_new_image_fails_its_gate_is_rolled_back_and_the_rollout_
     assert all(re.match(rf"{unit}\s+not reached\s", rows[unit]) for unit in ("thor-02", "thor-03")), rows
     assert "thor-01 (rolled back): Require a one-token completion" in output
     after = {unit: services(c) for unit, c in units.items()}
-    # The canary really ran the broken image (loaded it, backed up, replaced vLLM), and is back on the old one.
+    # The canary really ran the broken image (loaded it, backed up, replaced vLLM), and has the very containers it
+    # ran back: the vLLM that served was kept, stopped, and nothing of the broken one is left.
     assert has_image(units["thor-01"], BROKEN_VLLM)
     assert len(backups(units["thor-01"]) - dumps["thor-01"]) == 1
-    assert images_of(after["thor-01"]) == images_of(before["thor-01"])
-    assert after["thor-01"]["ai-vllm"][0] != before["thor-01"]["ai-vllm"][0]
-    assert after["thor-01"]["ai-postgres"] == before["thor-01"]["ai-postgres"]
+    assert after["thor-01"] == before["thor-01"]
+    assert "previous" not in on_unit(units["thor-01"], "docker", "ps", "-a", "--format", "{{.Names}}")
     # The rest were never touched: same containers, no new image, no backup.
     for unit in ("thor-02", "thor-03"):
         assert after[unit] == before[unit]
@@ -241,47 +369,10 @@ def test_a_good_update_rolls_through_in_batches_under_a_request_stream(units, ad
         after = services(units[unit])
         assert images_of(after) == {"ai-postgres": NEW_POSTGRES, "ai-vllm": NEW_VLLM, "ai-litellm": NEW_LITELLM}
         assert after["ai-postgres"][0] != before[unit]["ai-postgres"][0]
+        # Once every gate passed, nothing kept for a rollback is left.
+        assert "previous" not in on_unit(units[unit], "docker", "ps", "-a", "--format", "{{.Names}}")
         # Backed up before PostgreSQL moved; its data carried over: every key is still there.
         assert len(backups(units[unit]) - dumps[unit]) == 1
         assert key_aliases(addresses[unit]) == aliases_before[unit]
-    # A canary, then one batch of two: thor-02 and thor-03 drain together, after thor-01 is back.
-    windows = {}
-    for unit in UNITS:
-        events = litellm_events(units[unit], since, until)
-        kills = [t for t, action in events if action == "kill"]
-        starts = [t for t, action in events if action == "start"]
-        assert kills and starts, events
-        windows[unit] = (kills[0], starts[-1])
-    assert windows["thor-01"][1] < min(windows["thor-02"][0], windows["thor-03"][0]), windows
-
-    summary = {}
-    for unit in UNITS:
-        drained, restarted = windows[unit]
-        mine = [r for r in requests.records if r["unit"] == unit]
-        # Back up: the first request answered after LiteLLM's new container started.
-        back = min(r["start"] for r in mine if r["ok"] and r["start"] >= restarted)
-        failed = [r for r in mine if not r["ok"]]
-        # Failures only while this unit was in its own batch's drain-to-ready window, none outside it:
-        # each ended after the drain began, was sent before the unit was back, and was not yet taken up.
-        # Docker logs the kill event after it has delivered the signal, so a request reset on the signal
-        # may end a moment before the event's time: a second's grace.
-        assert all(
-            drained - KILL_EVENT_GRACE <= r["end"] and r["start"] <= back and r.get("responded", drained) >= drained
-            for r in failed
-        ), (drained, back, failed)
-        # Every request in flight (taken up) when the drain began finished, streams to their last token.
-        in_flight = [r for r in mine if r.get("responded", r["end"]) < drained < r["end"]]
-        assert any(r["stream"] for r in in_flight), mine
-        assert all(r["ok"] for r in in_flight), in_flight
-        # While it was out, the units outside its batch kept answering.
-        batch = next(batch for batch in BATCHES if unit in batch)
-        others = [r for r in requests.records if r["unit"] not in batch and drained <= r["start"] <= back]
-        assert others and all(r["ok"] for r in others)
-        summary[unit] = {
-            "requests": len(mine),
-            "failed": len(failed),
-            "out_of_service_s": round(back - drained, 1),
-            "in_flight_at_drain": len(in_flight),
-            "others_served_meanwhile": len(others),
-        }
-    print(f"rollout {seconds:.1f}s:", json.dumps(summary))
+    summary = served_around(requests, windows(units, "ai-litellm", since, until))
+    note(f"rolling_update.yml, a good update in {seconds:.1f} s: {json.dumps(summary)}")
