@@ -104,6 +104,9 @@ def ports_held(engine, container, ports, address):
     """[{port, container, address}] for each of `ports` that `container` could not publish on `address`: another
     running container publishes it there (`container` its name), or, published by none, some other process holds
     it (`container` None). A port `container` publishes itself is its own."""
+    if not ports:
+        # A service that publishes nothing (PostgreSQL, vLLM) costs the engine no listing.
+        return []
     running = engine.request("GET", "/containers/json")[1] or []
     published = {}
     for other in running:

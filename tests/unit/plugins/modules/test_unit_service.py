@@ -182,6 +182,12 @@ def test_a_port_another_container_publishes_is_held_by_it():
     assert ports_held(engine, "ai-litellm", [12434], "0.0.0.0")[0]["address"] == "127.0.0.1:12434"
 
 
+def test_no_ports_ask_the_engine_nothing():
+    engine = FakeEngine(running=[publishing("squatter", 12434, "0.0.0.0")])
+    engine.request = None  # any call would fail
+    assert ports_held(engine, "ai-vllm", [], "0.0.0.0") == []
+
+
 def test_the_containers_own_port_and_other_addresses_are_free():
     engine = FakeEngine(running=[publishing("ai-litellm", 12434, "0.0.0.0"), publishing("other", 3000, "10.0.0.5")])
     assert ports_held(engine, "ai-litellm", [12434], "0.0.0.0") == []
