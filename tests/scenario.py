@@ -61,6 +61,13 @@ def note(text: str) -> None:
     _log(f"# {text}\n")
 
 
+class Secrets(dict):
+    """Secrets by name that print as their names only: pytest shows a failing test's arguments in its report."""
+
+    def __repr__(self) -> str:
+        return f"<secrets: {', '.join(map(str, self))}>"
+
+
 def http(host, method: str, url: str, body=None, key: str | None = None) -> tuple[int, object]:
     """An HTTP request made on the unit (testinfra `host`); returns (status, parsed JSON body)."""
     script = f"""

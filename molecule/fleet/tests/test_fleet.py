@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
-from scenario import PROJECT, playbook
+from scenario import PROJECT, Secrets, playbook
 
 FLEET = os.environ["MOLECULE_SCENARIO_NAME"]
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
@@ -144,7 +144,7 @@ def recap(output):
 
 @pytest.fixture(scope="module")
 def raw_keys():
-    return yaml.safe_load((ARTIFACTS / "keys" / "raw-keys.yml").read_text())
+    return Secrets(yaml.safe_load((ARTIFACTS / "keys" / "raw-keys.yml").read_text()))
 
 
 @pytest.fixture(scope="module")

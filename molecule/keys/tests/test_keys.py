@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import testinfra
 import yaml
-from scenario import PROJECT, playbook
+from scenario import PROJECT, Secrets, playbook
 
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
 ARTIFACTS = INVENTORY.with_name("inventory.artifacts")  # beside the inventory, never in it
@@ -31,7 +31,7 @@ def host(request):
 
 @pytest.fixture(scope="module")
 def raw_keys():
-    return yaml.safe_load((KEYS_DIR / "raw-keys.yml").read_text())
+    return Secrets(yaml.safe_load((KEYS_DIR / "raw-keys.yml").read_text()))
 
 
 def chat(host, key, n=1):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from scenario import PROJECT, fleet_address, note, playbook, unit_containers
+from scenario import PROJECT, Secrets, fleet_address, note, playbook, unit_containers
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS = yaml.safe_load((PROJECT / "inventories/sim/group_vars/thor/generated.yml").read_text())
@@ -45,7 +45,7 @@ def addresses(units):
 def keys():
     # keys.yml keeps the raw keys beside the inventory, never in it.
     raw = yaml.safe_load((EPHEMERAL / "inventory.artifacts" / "keys" / "raw-keys.yml").read_text())
-    return {unit: raw[alias] for unit, alias in KEY_ALIASES.items()}
+    return Secrets({unit: raw[alias] for unit, alias in KEY_ALIASES.items()})
 
 
 def on_unit(container, *argv: str) -> str:
@@ -119,7 +119,9 @@ def served_around(requests, out: dict[str, tuple[float, float]]) -> dict:
         # Docker logs the kill event after it has delivered the signal, so a request reset on the signal
         # may end a moment before the event's time: a second's grace.
         assert all(
-            drained - KILL_EVENT_GRACE <= r["end"] and r["start"] <= back and r.get("responded", drained) >= drained
+            drained - KILL_EVENT_GRACE <= r["end"]
+            and r["start"] <= back
+            and r.get("responded", drained) >= drained - KILL_EVENT_GRACE
             for r in failed
         ), (drained, back, failed)
         # Every request in flight (taken up) when the drain began finished, streams to their last token.
