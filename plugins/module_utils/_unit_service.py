@@ -12,6 +12,8 @@ import re
 import socket
 import stat
 
+from ansible_collections.thorfleet.llm.plugins.module_utils._container_previous import previous_name
+
 MODE = re.compile(r"0?[0-7]{3}")
 
 
@@ -129,7 +131,8 @@ def ports_held(engine, container, ports, address):
 
 def converge(engine, network, container, image, check_mode):
     """Make `network` (a bridge, Docker's defaults, as docker_network makes it) when it is missing, and report
-    the container `container`: {changed, network_id, exists, container, network_new, network_stale, image_present}.
+    the container `container`: {changed, network_id, exists, container, previous, network_new, network_stale,
+    image_present}. previous: whether a kept container (container_previous) stands beside it.
 
     image_present: whether the image `image` is on the unit (None when no image is asked about).
     network_new: check mode and the network does not exist yet (the caller leaves `networks` out of what it
@@ -153,6 +156,7 @@ def converge(engine, network, container, image, check_mode):
         network_id=network_id,
         exists=info is not None,
         container=info,
+        previous=engine.inspect("containers", previous_name(container)) is not None,
         network_new=check_mode and changed,
         network_stale=stale,
         image_present=None if image is None else engine.inspect("images", image) is not None,

@@ -19,10 +19,14 @@ description:
     copies each of O(files) to C(PATH-previous), so that a new container can be made under O(name). The kept
     container is the record of what ran, exactly as Docker holds it (image, command, environment, mounts,
     labels), so a rollback cannot apply the refused settings again.
-  - With O(state=restored), removes the container O(name) (the replacement that failed), renames C(NAME-previous)
-    back to O(name), puts the files' kept copies back and starts it.
-  - With O(state=dropped), removes C(NAME-previous) and the files' kept copies, once the replacement passed its
-    gate.
+  - With O(state=kept), moves each of O(folders) to C(PATH-previous) and makes an empty folder of the same mode and
+    owner in its place (PostgreSQL's data folder, which a server of another major version must start without). It
+    refuses where C(PATH-previous) exists already, since that may hold the only copy of data.
+  - With O(state=restored), removes the container O(name) (the replacement that failed) and the folders it wrote,
+    puts the kept folders back, renames C(NAME-previous) back to O(name), puts the files' kept copies back and starts
+    it.
+  - With O(state=dropped), removes C(NAME-previous), the files' kept copies and the kept folders, once the
+    replacement passed its gate.
   - Each state does nothing where there is nothing to do (no container to keep, nothing kept to put back or drop).
     A C(NAME-previous) left by a run that was cut off stays the record until the next O(state=kept) or
     O(state=dropped).
@@ -56,6 +60,12 @@ options:
     type: list
     elements: path
     default: []
+  folders:
+    description:
+      - Folders the container writes that its replacement must start without, moved aside and back (see above).
+    type: list
+    elements: path
+    default: []
   stop_timeout:
     description:
       - Seconds the container gets to stop (to finish what is in flight) before it is killed, with O(state=kept).
@@ -76,6 +86,13 @@ EXAMPLES = r"""
     name: ai-litellm
     state: restored
     files: [/etc/thorfleet/litellm/config.yaml]
+
+- name: Keep PostgreSQL and its data folder while a server of the next major version starts on an empty one
+  thorfleet.llm.container_previous:
+    name: ai-postgres
+    state: kept
+    folders: [/var/lib/thorfleet/postgres]
+    stop_timeout: 60
 
 - name: The new one passed its gate, drop the kept one
   thorfleet.llm.container_previous:
@@ -114,6 +131,7 @@ def argument_spec():
         name=dict(type="str", required=True),
         state=dict(type="str", choices=["kept", "restored", "dropped"], required=True),
         files=dict(type="list", elements="path", default=[]),
+        folders=dict(type="list", elements="path", default=[]),
         stop_timeout=dict(type="int", default=10),
         **ENGINE_OPTIONS,
     )
@@ -125,8 +143,8 @@ def main():
     # A stop may take its whole timeout; the engine answers after it.
     engine = Engine(params["docker_socket"], timeout=params["stop_timeout"] + 60)
     try:
-        found = read(engine, params["name"], params["files"])
-        steps = plan(found, params["name"], params["state"], params["files"])
+        found = read(engine, params["name"], params["files"], params["folders"])
+        steps = plan(found, params["name"], params["state"], params["files"], params["folders"])
         if steps and not module.check_mode:
             act(engine, steps, params["stop_timeout"])
     except (DockerError, OSError) as exc:

@@ -130,6 +130,12 @@ container:
       values hold secrets.
   type: dict
   returned: always
+previous:
+  description:
+    - Whether C(NAME-previous) exists, a container kept by M(thorfleet.llm.container_previous) and left standing by a
+      run cut off before its replacement passed its gate.
+  type: bool
+  returned: always
 network_new:
   description: Check mode and the network does not exist yet, so that no container can name it.
   type: bool

@@ -1,8 +1,9 @@
 """Build the simulator's images with no container registry.
 
-Root images are Debian bookworm made by debootstrap and brought in with `docker import`; every
-other image builds FROM one of them. Each image carries a hash of its build inputs in a label, so
-a build is skipped while its inputs are unchanged and redone as soon as one of them changes.
+Root images are Debian (bookworm, unless an image names another release) made by debootstrap and
+brought in with `docker import`; every other image builds FROM one of them. Each image carries a
+hash of its build inputs in a label, so a build is skipped while its inputs are unchanged and
+redone as soon as one of them changes.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class Image:
     # their dependencies less `wheels_without`, into the build context's wheels/ (see wheelhouse()).
     wheels: tuple[str, ...] = ()
     wheels_without: tuple[str, ...] = ()
+    suite: str = SUITE  # a root image's Debian release
+    folder: str = ""  # the build context under IMAGES_DIR, when it is not the image's name
+    args: tuple[tuple[str, str], ...] = ()  # build arguments besides BASE
 
     @property
     def ref(self) -> str:
@@ -67,7 +71,7 @@ class Image:
 
     @property
     def context(self) -> Path | None:
-        return None if self.base is None else IMAGES_DIR / self.name
+        return None if self.base is None else IMAGES_DIR / (self.folder or self.name)
 
     @property
     def archive_path(self) -> Path:
@@ -102,7 +106,7 @@ BASE = Image(
 RUNTIME = Image("runtime", packages=("python3", "python3-yaml", "python3-psycopg2", "ca-certificates"))
 UNIT = Image("unit", base=BASE)
 PROBE = Image("probe", base=BASE, archive=True)
-POSTGRES = Image("postgres", base=RUNTIME, archive=True)
+POSTGRES = Image("postgres", base=RUNTIME, archive=True, args=(("PG_MAJOR", "15"),))
 VLLM = Image("vllm-sim", base=RUNTIME, archive=True)
 LITELLM = Image("litellm-sim", base=RUNTIME, archive=True)
 # The metrics_proxy role's nginx.
@@ -125,7 +129,11 @@ OPEN_WEBUI = Image(
 BROWSER = Image("browser", base=RUNTIME)
 # A real Prometheus that scrapes the units, for the metrics tests.
 PROMETHEUS = Image("prometheus", base=RUNTIME)
-ON_DEMAND = (OPEN_WEBUI, BROWSER, PROMETHEUS)
+# PostgreSQL of the next major version (Debian has 17 in trixie only), whose data folder 15's cannot read: for the
+# postgres role's major upgrade (the rolling scenario). Built on demand, with its root image.
+TRIXIE = Image("trixie", packages=("ca-certificates",), suite="trixie")
+POSTGRES_17 = Image("postgres-17", base=TRIXIE, archive=True, folder="postgres", args=(("PG_MAJOR", "17"),))
+ON_DEMAND = (OPEN_WEBUI, BROWSER, PROMETHEUS, POSTGRES_17)
 # Wheels are for the runtime image's Python and C library (Debian bookworm), on this machine's architecture.
 WHEELS_PYTHON = "3.11"
 WHEELS_GLIBC_MINOR = 36
@@ -177,9 +185,9 @@ def inputs_hash(image: Image | Variant) -> str:
             digest.update(item.encode() + b"\0")
         return digest.hexdigest()
     if image.base is None:
-        recipe = (SUITE, *image.packages, *DEBRIS, *(f"{k}\0{v}" for k, v in sorted(ROOT_FILES.items())))
+        recipe = (image.suite, *image.packages, *DEBRIS, *(f"{k}\0{v}" for k, v in sorted(ROOT_FILES.items())))
     else:
-        recipe = (inputs_hash(image.base), *wheels_spec(image))
+        recipe = (inputs_hash(image.base), *wheels_spec(image), *(f"{k}={v}" for k, v in image.args))
     for item in (VERSION, *recipe):
         digest.update(item.encode() + b"\0")
     if image.context is not None:
@@ -212,7 +220,7 @@ def debootstrap_import(client: docker.DockerClient, image: Image, labels: dict[s
     with tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         # The mirror is debootstrap's default, or DEBOOTSTRAP_MIRROR as the host's admin sets it.
-        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(image.packages)}", SUITE, str(rootfs)]
+        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(image.packages)}", image.suite, str(rootfs)]
         if os.environ.get("DEBOOTSTRAP_MIRROR"):
             cmd.append(os.environ["DEBOOTSTRAP_MIRROR"])
         log_path = Path(tmp) / "debootstrap.log"
@@ -291,7 +299,7 @@ def docker_build(client: docker.DockerClient, image: Image, labels: dict[str, st
             client.images.build(
                 path=str(context),
                 tag=image.ref,
-                buildargs={"BASE": image.base.ref},
+                buildargs={"BASE": image.base.ref, **dict(image.args)},
                 labels=labels,
                 rm=True,
                 forcerm=True,
@@ -324,7 +332,9 @@ def export_archive(client: docker.DockerClient, image: Image | Variant) -> None:
 def build(client: docker.DockerClient, force: bool = False, extra: tuple[Image, ...] = ()) -> dict[str, str]:
     """Build every image (and the `extra` ones of ON_DEMAND) whose inputs changed; return {name: 'built'|'cached'}."""
     results: dict[str, str] = {}
-    for image in (*IMAGES, *VARIANTS, *extra):
+    # An on-demand image's base comes first, where it is not one of IMAGES.
+    bases = tuple(image.base for image in extra if image.base is not None and image.base not in IMAGES)
+    for image in dict.fromkeys((*IMAGES, *VARIANTS, *bases, *extra)):
         wanted = inputs_hash(image)
         if not force and built_hash(client, image.ref) == wanted:
             results[image.name] = "cached"
@@ -348,7 +358,7 @@ def build(client: docker.DockerClient, force: bool = False, extra: tuple[Image, 
 def describe(client: docker.DockerClient) -> list[dict[str, str]]:
     """Each image's reference and whether it is missing, current or stale."""
     rows = []
-    for image in (*IMAGES, *VARIANTS, *ON_DEMAND):
+    for image in (*IMAGES, *VARIANTS, TRIXIE, *ON_DEMAND):
         have = built_hash(client, image.ref)
         state = "missing" if have is None else ("current" if have == inputs_hash(image) else "stale")
         rows.append({"image": image.ref, "state": state, "archive": str(image.archive_path) if image.archive else ""})

@@ -25,6 +25,12 @@ OLD = {"ai-postgres": "postgres:0.1.0", "ai-vllm": "vllm-sim:0.1.0", "ai-litellm
 NEW_POSTGRES = "thorfleet-sim/postgres:0.1.1"
 NEW_VLLM, NEW_LITELLM = "thorfleet-sim/vllm-sim:0.1.1", "thorfleet-sim/litellm-sim:0.1.1"
 BROKEN_VLLM = "thorfleet-sim/vllm-sim:0.1.1-broken"
+POSTGRES_17 = "thorfleet-sim/postgres-17:0.1.0"
+# Read here, not by the role's own comparison: every key and every spend row, whole.
+ROWS_SQL = (
+    'select row_to_json(t)::text from "LiteLLM_VerificationToken" t union all '
+    'select row_to_json(s)::text from "LiteLLM_SpendLogs" s order by 1'
+)
 # rolling_update_batch_size=2: the canary alone, then the other two together.
 BATCHES = (("thor-01",), ("thor-02", "thor-03"))
 KILL_EVENT_GRACE = 1.0
@@ -224,6 +230,13 @@ def recap(output: str) -> dict[str, str]:
     return {unit: row for unit in UNITS for row in re.findall(rf'"({unit}\s.*?)"', output)}
 
 
+def stopped_at_the_canary(output: str, outcome: str) -> None:
+    """The recap: the canary's outcome, and no other unit reached."""
+    rows = recap(output)
+    assert re.match(rf"thor-01\s+{outcome}\s", rows["thor-01"]), rows
+    assert all(re.match(rf"{unit}\s+not reached\s", rows[unit]) for unit in UNITS[1:]), rows
+
+
 def failures(requests) -> dict[str, int]:
     return {unit: sum(1 for r in requests.records if r["unit"] == unit and not r["ok"]) for unit in UNITS}
 
@@ -236,9 +249,7 @@ def test_site_refuses_on_the_canary_a_flag_vllm_refuses_and_every_unit_serves_th
         time.sleep(1)
         code, output = playbook("site", "-e", refused)
     assert code != 0
-    rows = recap(output)
-    assert re.match(r"thor-01\s+failed\s", rows["thor-01"]), rows
-    assert all(re.match(rf"{unit}\s+not reached\s", rows[unit]) for unit in ("thor-02", "thor-03")), rows
+    stopped_at_the_canary(output, "failed")
     assert "thor-01 (failed): Require vLLM to accept the command line: vLLM in" in output
     assert "validation error for CompilationConfig\nlevel\n  Unexpected keyword argument" in output
     assert {unit: services(c) for unit, c in units.items()} == before
@@ -261,9 +272,7 @@ def test_site_puts_back_a_canary_whose_vllm_fails_its_gate_and_stops(units, addr
         code, output = playbook("site", *broken)
         time.sleep(1)
     assert code != 0
-    rows = recap(output)
-    assert re.match(r"thor-01\s+rolled back\s", rows["thor-01"]), rows
-    assert all(re.match(rf"{unit}\s+not reached\s", rows[unit]) for unit in ("thor-02", "thor-03")), rows
+    stopped_at_the_canary(output, "rolled back")
     assert "thor-01 (rolled back): Require a one-token completion: vLLM on thor-01 answered" in output
     # The canary ran the broken image and has the very containers it ran back; the rest were never touched.
     assert has_image(units["thor-01"], BROKEN_VLLM)
@@ -312,9 +321,7 @@ def test_a_canary_whose_new_image_fails_its_gate_is_rolled_back_and_the_rollout_
     )
 
     assert code != 0, output
-    rows = recap(output)
-    assert re.match(r"thor-01\s+rolled back\s", rows["thor-01"]), rows
-    assert all(re.match(rf"{unit}\s+not reached\s", rows[unit]) for unit in ("thor-02", "thor-03")), rows
+    stopped_at_the_canary(output, "rolled back")
     assert "thor-01 (rolled back): Require a one-token completion" in output
     after = {unit: services(c) for unit, c in units.items()}
     # The canary really ran the broken image (loaded it, backed up, replaced vLLM), and has the very containers it
@@ -378,3 +385,91 @@ def test_a_good_update_rolls_through_in_batches_under_a_request_stream(units, ad
         assert key_aliases(addresses[unit]) == aliases_before[unit]
     summary = served_around(requests, windows(units, "ai-litellm", since, until))
     note(f"rolling_update.yml, a good update in {seconds:.1f} s: {json.dumps(summary)}")
+
+
+def rows(container) -> list[str]:
+    """Every key and spend row in the unit's database."""
+    out = on_unit(
+        container, "docker", "exec", "ai-postgres", "psql", "-U", "litellm", "-d", "litellmdb", "-tAc", ROWS_SQL
+    )
+    return out.splitlines()
+
+
+def data_version(container) -> str:
+    return on_unit(container, "cat", "/var/lib/thorfleet/postgres/PG_VERSION").strip()
+
+
+def kept(container) -> list[str]:
+    """What a rollback could still put back: NAME-previous containers and folders."""
+    names = on_unit(container, "docker", "ps", "-a", "--format", "{{.Names}}").split()
+    return [n for n in names if n.endswith("-previous")] + [
+        f for f in on_unit(container, "ls", "/var/lib/thorfleet").split() if f.endswith("-previous")
+    ]
+
+
+def psql(container, *commands: str) -> None:
+    argv = ["docker", "exec", "ai-postgres", "psql", "-v", "ON_ERROR_STOP=1", "-U", "litellm", "-d", "litellmdb"]
+    on_unit(container, *argv, *(arg for command in commands for arg in ("-c", command)))
+
+
+def test_a_postgresql_major_change_is_refused_without_the_opt_in_and_carries_every_row_with_it(units, addresses, keys):
+    before = {unit: services(c) for unit, c in units.items()}
+    assert {data_version(c) for c in units.values()} == {"15"}
+    seventeen = ("-e", f"container_images_postgres={POSTGRES_17}")
+
+    # Without the opt-in: refused on the canary before its PostgreSQL is touched, with the remedy; nobody is cut off.
+    with RequestStream(addresses, keys) as requests:
+        time.sleep(1)
+        code, output = playbook("site", *seventeen)
+    assert code != 0
+    stopped_at_the_canary(output, "failed")
+    assert f"{POSTGRES_17} runs PostgreSQL 17, but the data folder /var/lib/thorfleet/postgres was made by" in output
+    assert "or upgrade with -e postgres_major_upgrade=true" in output
+    assert {unit: services(c) for unit, c in units.items()} == before
+    assert failures(requests) == dict.fromkeys(UNITS, 0), [r for r in requests.records if not r["ok"]]
+    note(f"site.yml, PostgreSQL 17 without the opt-in: failed requests {failures(requests)} of {len(requests.records)}")
+    # Every key and spend row now (LiteLLM writes spend as it answers, and the stream has ended).
+    data = {unit: rows(c) for unit, c in units.items()}
+    assert all(
+        any('"request_id"' in r for r in found) and any('"token"' in r for r in found) for found in data.values()
+    )
+
+    # Check mode with it reports the upgrade on the canary (which has the image now) and makes none.
+    code, output = playbook("site", "--check", *seventeen, "-e", "postgres_major_upgrade=true")
+    assert code == 0, output[-3000:]
+    assert re.search(
+        r"Stop LiteLLM, so that nothing writes while PostgreSQL goes from 15 to 17\] \**\nchanged: \[thor-01\]", output
+    )
+    assert re.search(r"Keep the running PostgreSQL and set its data folder aside\] \**\nchanged: \[thor-01\]", output)
+    assert {unit: services(c) for unit, c in units.items()} == before
+    assert {unit: rows(c) for unit, c in units.items()} == data
+
+    # A restore the new server refuses (a grant to a role a database dump does not carry): the canary gets its
+    # PostgreSQL 15 back, on its own data folder, and the run stops.
+    psql(units["thor-01"], "create role reporting", 'grant select on "LiteLLM_SpendLogs" to reporting')
+    code, output = playbook("site", *seventeen, "-e", "postgres_major_upgrade=true")
+    assert code != 0
+    stopped_at_the_canary(output, "rolled back")
+    assert "PostgreSQL from 15 to 17 failed on thor-01 at 'Require pg_restore to succeed'" in output
+    assert 'role "reporting" does not exist' in output
+    assert {unit: services(c) for unit, c in units.items()} == before
+    assert data_version(units["thor-01"]) == "15" and kept(units["thor-01"]) == []
+    assert {unit: rows(c) for unit, c in units.items()} == data
+    assert chat(addresses["thor-01"], keys["thor-01"])["ok"]
+    psql(units["thor-01"], "drop owned by reporting", "drop role reporting")
+    data = {unit: rows(c) for unit, c in units.items()}
+
+    # With the opt-in: every unit, a canary then a batch of two. No requests meanwhile, so that nothing adds spend:
+    # every key and spend row after is the one before, whole.
+    started = time.monotonic()
+    code, output = playbook("site", *seventeen, "-e", "postgres_major_upgrade=true", "-e", "thorfleet_batch_size=2")
+    seconds = time.monotonic() - started
+    assert code == 0, output[-3000:]
+    for unit, container in units.items():
+        assert re.match(rf"{unit}\s+serving\s", recap(output)[unit]), recap(output)
+        assert images_of(services(container))["ai-postgres"] == POSTGRES_17
+        assert data_version(container) == "17" and kept(container) == []
+        assert rows(container) == data[unit]
+        assert chat(addresses[unit], keys[unit])["ok"]
+    count = sum(map(len, data.values()))
+    note(f"site.yml, PostgreSQL 15 to 17 with the opt-in on 3 units in {seconds:.1f} s: {count} rows, all equal after")

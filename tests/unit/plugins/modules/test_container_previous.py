@@ -56,6 +56,14 @@ def config(tmp_path):
 
 
 @pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "postgres"
+    path.mkdir(mode=0o700)
+    (path / "PG_VERSION").write_text("15\n")
+    return str(path)
+
+
+@pytest.fixture
 def run(capsys, monkeypatch):
     """The module's main() on an engine; returns its result."""
     monkeypatch.setattr(module_utils_internal, "is_controller", False)
@@ -123,16 +131,18 @@ def test_restored_removes_the_replacement_and_starts_the_kept_one_on_its_config(
     assert run(engine, name="ai-litellm", state="restored", files=[config])["steps"] == []
 
 
-def test_dropped_removes_the_kept_one_and_its_config(run, config):
+def test_dropped_removes_the_kept_one_its_config_and_its_folders(run, config, data):
     engine = FakeEngine(**{"ai-litellm": {"id": "old", "running": True}})
-    run(engine, name="ai-litellm", state="kept", files=[config])
+    run(engine, name="ai-litellm", state="kept", files=[config], folders=[data])
     engine.containers["ai-litellm"] = {"id": "new", "running": True}
-    result = run(engine, name="ai-litellm", state="dropped", files=[config])
-    assert result["steps"] == ["remove ai-litellm-previous", f"drop {config}"]
+    result = run(engine, name="ai-litellm", state="dropped", files=[config], folders=[data])
+    # The container first: a run cut off after it leaves the old data, never a kept container without it.
+    assert result["steps"] == ["remove ai-litellm-previous", f"drop {config}", f"clear {data}"]
     assert engine.containers == {"ai-litellm": {"id": "new", "running": True}}
     assert Path(config).read_text() == "old\n"
     assert not Path(config + "-previous").exists()
-    assert run(engine, name="ai-litellm", state="dropped", files=[config])["changed"] is False
+    assert not Path(data + "-previous").exists() and Path(data).is_dir()
+    assert run(engine, name="ai-litellm", state="dropped", files=[config], folders=[data])["changed"] is False
 
 
 def test_check_mode_changes_nothing_and_shows_the_change(run, config):
@@ -157,3 +167,35 @@ def test_an_engine_error_names_the_container(run):
 
 def test_documented_as_specified():
     assert_documented(container_previous.DOCUMENTATION, container_previous.argument_spec())
+
+
+def test_a_folder_is_set_aside_for_an_empty_one_and_put_back_in_place_of_what_the_replacement_wrote(run, data):
+    engine = FakeEngine(**{"ai-postgres": {"id": "old", "running": True}})
+    result = run(engine, name="ai-postgres", state="kept", folders=[data])
+    assert result["steps"] == ["stop ai-postgres", "rename ai-postgres ai-postgres-previous", f"set-aside {data}"]
+    assert Path(data + "-previous", "PG_VERSION").read_text() == "15\n"
+    assert list(Path(data).iterdir()) == [] and Path(data).stat().st_mode & 0o777 == 0o700
+    assert f"{data}-previous: present" in result["diff"]["after"]
+    # The replacement writes its own cluster, then fails its gate: what it wrote goes, the kept data comes back.
+    Path(data, "PG_VERSION").write_text("17\n")
+    engine.containers["ai-postgres"] = {"id": "new", "running": True}
+    result = run(engine, name="ai-postgres", state="restored", folders=[data])
+    assert result["steps"] == [
+        "remove ai-postgres",
+        f"put-back {data}",
+        "rename ai-postgres-previous ai-postgres",
+        "start ai-postgres",
+    ]
+    assert Path(data, "PG_VERSION").read_text() == "15\n" and not Path(data + "-previous").exists()
+    assert engine.containers == {"ai-postgres": {"id": "old", "running": True}}
+
+
+def test_a_folder_set_aside_earlier_is_never_removed_by_another_keep(run, data):
+    Path(data + "-previous").mkdir()
+    Path(data + "-previous", "PG_VERSION").write_text("14\n")
+    engine = FakeEngine(**{"ai-postgres": {"id": "old", "running": True}})
+    result = run(engine, name="ai-postgres", state="kept", folders=[data])
+    assert result["failed"] and f"{data}-previous exists already" in result["msg"]
+    assert Path(data + "-previous", "PG_VERSION").read_text() == "14\n"
+    assert Path(data, "PG_VERSION").read_text() == "15\n"
+    assert engine.containers == {"ai-postgres": {"id": "old", "running": True}} and engine.calls == []

@@ -63,6 +63,7 @@ def test_a_healthy_unit_changes_nothing():
         network_id="n1",
         exists=True,
         container=on("n1"),
+        previous=False,
         network_new=False,
         network_stale=False,
         image_present=None,
@@ -211,6 +212,8 @@ ROUTES = {
     ("GET", "/containers/json"): (200, [publishing("squatter", 12500, "0.0.0.0")]),
     ("GET", f"/networks/{NET}"): (200, {"Name": NET, "Id": "n1"}),
     ("GET", "/containers/ai-vllm/json"): (200, on("n1")),
+    ("GET", "/containers/ai-vllm-previous/json"): (200, on("n1")),
+    ("GET", "/containers/ai-litellm-previous/json"): (404, {"message": "No such container: ai-litellm-previous"}),
     ("GET", "/containers/ai-litellm/json"): (404, {"message": "No such container: ai-litellm"}),
     ("GET", "/containers/ai-broken/json"): (500, {"message": "engine trouble"}),
 }
@@ -276,6 +279,8 @@ def run(capsys, monkeypatch):
 def test_the_module_reports_and_fails_as_documented(run, docker_socket, tmp_path):
     result = run(network=NET, container="ai-vllm", docker_socket=docker_socket)
     assert (result["changed"], result["exists"], result["network_stale"], result["folders"]) == (False, True, False, [])
+    # A kept one left by a run cut off before its gate.
+    assert result["previous"] is True
     folder = str(tmp_path / "data")
     made = run(network=NET, container="ai-vllm", folders=[folder], folders_mode="0700", docker_socket=docker_socket)
     assert (made["changed"], made["folders"], made["diff"]) == (
@@ -285,6 +290,7 @@ def test_the_module_reports_and_fails_as_documented(run, docker_socket, tmp_path
     )
     held = run(network=NET, container="ai-litellm", ports=[12500, 12434], docker_socket=docker_socket)
     assert held["ports_held"] == [{"port": 12500, "container": "squatter", "address": "0.0.0.0:12500"}]
+    assert (held["exists"], held["previous"]) == (False, False)
     failed = run(network=NET, container="ai-vllm", docker_socket=str(tmp_path / "none.sock"))
     assert failed["failed"] and "cannot talk to the Docker engine" in failed["msg"]
 
