@@ -1,0 +1,122 @@
+# Copyright: thorfleet.llm developers
+# Apache License 2.0 (see galaxy.yml)
+"""The model cache as a private BitTorrent swarm: what the cache_torrent module needs besides mktorrent and aria2.
+The torrent holds the manifest's regular files under their manifest keys (TREE/relative/path); the source seeds them
+through a folder of links named after the torrent, and each unit downloads them straight into its own trees, by
+aria2's per-file output paths. Links (HF snapshots) are not in the torrent: the manifest says where each points."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+# Pieces between 256 KiB and 16 MiB, about this many for the payload: few enough for a small .torrent and tracker
+# traffic, many enough that a peer has something to trade early.
+PIECES = 1500
+PIECE_MIN_LOG2 = 18
+PIECE_MAX_LOG2 = 24
+
+
+class BencodeError(ValueError):
+    """Not a bencoded value, or one with bytes after it."""
+
+
+def _decode(data, at):
+    """(value, end) of the bencoded value at `at`: int, bytes, list or dict (bytes keys)."""
+    kind = data[at : at + 1]
+    if kind == b"i":
+        end = data.index(b"e", at)
+        return int(data[at + 1 : end]), end + 1
+    if kind == b"l":
+        items, at = [], at + 1
+        while data[at : at + 1] != b"e":
+            item, at = _decode(data, at)
+            items.append(item)
+        return items, at + 1
+    if kind == b"d":
+        items, at = {}, at + 1
+        while data[at : at + 1] != b"e":
+            key, at = _decode(data, at)
+            items[key], at = _decode(data, at)
+        return items, at + 1
+    if kind.isdigit():
+        colon = data.index(b":", at)
+        start = colon + 1
+        end = start + int(data[at:colon])
+        if end > len(data):
+            raise BencodeError("a string runs past the end")
+        return data[start:end], end
+    raise BencodeError(f"unexpected {kind!r} at byte {at}")
+
+
+def torrent(data):
+    """A .torrent's name, info hash (hex), piece length and files in order, as manifest keys with their sizes."""
+    try:
+        meta, end = _decode(data, 0)
+        if end != len(data) or not isinstance(meta, dict) or b"info" not in meta:
+            raise BencodeError("not a torrent")
+        # The info hash is over the info dictionary's bytes exactly as written: found by decoding the keys before it.
+        at = 1
+        while True:
+            key, at = _decode(data, at)
+            start = at
+            _value, at = _decode(data, at)
+            if key == b"info":
+                break
+    except (IndexError, ValueError) as exc:
+        raise BencodeError(str(exc)) from None
+    info = meta[b"info"]
+    files = [("/".join(p.decode() for p in f[b"path"]), f[b"length"]) for f in info.get(b"files", [])]
+    return {
+        "name": info[b"name"].decode(),
+        "info_hash": hashlib.sha1(data[start:at]).hexdigest(),
+        "piece_length": info[b"piece length"],
+        "files": files,
+    }
+
+
+def payload(manifest):
+    """The manifest's regular files as (key, size), in key order, and their total size."""
+    files = sorted((key, entry["size"]) for key, entry in manifest.items() if "sha256" in entry)
+    return files, sum(size for _key, size in files)
+
+
+def piece_log2(total):
+    """log2 of the piece length for a payload of `total` bytes (mktorrent -l)."""
+    log2 = PIECE_MIN_LOG2
+    while log2 < PIECE_MAX_LOG2 and total > PIECES << log2:
+        log2 += 1
+    return log2
+
+
+def name(manifest):
+    """The torrent's name, which changes with the manifest: a torrent made for other content is never reused."""
+    digest = hashlib.sha256()
+    for key, size in payload(manifest)[0]:
+        digest.update(f"{key}\0{size}\0{manifest[key]['sha256']}\n".encode())
+    return "thorfleet-cache-" + digest.hexdigest()[:16]
+
+
+def local_path(trees, key):
+    tree, _slash, rel = key.partition("/")
+    return os.path.join(trees[tree], rel)
+
+
+def staging(root, manifest, trees):
+    """{link path: target} of the folder the source seeds from: ROOT/NAME/KEY -> the file in the source's trees."""
+    base = os.path.join(root, name(manifest))
+    return {os.path.join(base, key): local_path(trees, key) for key, _size in payload(manifest)[0]}
+
+
+def input_file(torrent_path, files, trees, workdir):
+    """aria2's input file for one unit: the torrent, and each of its files (torrent order, 1-based) written straight
+    to its place in the unit's trees. Paths are relative to aria2's --dir (`workdir`, where its control file goes)."""
+    lines = [torrent_path]
+    for index, (key, _size) in enumerate(files, start=1):
+        lines.append(f"  index-out={index}={os.path.relpath(local_path(trees, key), workdir)}")
+    return "".join(line + "\n" for line in lines)
+
+
+def links(manifest, trees):
+    """{path: target} of every link in the manifest, as the unit's trees should hold them."""
+    return {local_path(trees, key): entry["link"] for key, entry in sorted(manifest.items()) if "link" in entry}
