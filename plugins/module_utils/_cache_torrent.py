@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 
 # Pieces between 256 KiB and 16 MiB, about this many for the payload: few enough for a small .torrent and tracker
 # traffic, many enough that a peer has something to trade early.
@@ -120,3 +121,58 @@ def input_file(torrent_path, files, trees, workdir):
 def links(manifest, trees):
     """{path: target} of every link in the manifest, as the unit's trees should hold them."""
     return {local_path(trees, key): entry["link"] for key, entry in sorted(manifest.items()) if "link" in entry}
+
+
+def torrent_path(workdir, manifest):
+    return os.path.join(workdir, name(manifest) + ".torrent")
+
+
+def made(workdir, manifest):
+    """torrent() of the .torrent made for this manifest, None where it is not made."""
+    try:
+        with open(torrent_path(workdir, manifest), "rb") as f:
+            return torrent(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def read(workdir, manifest, trees):
+    """What the source's torrent folder holds: each staging link's target (None where absent), whether the torrent is
+    made, and the entries that belong to no torrent of this manifest (an earlier one's)."""
+    want = staging(workdir, manifest, trees)
+    mine = name(manifest)
+    listed = sorted(os.listdir(workdir)) if os.path.isdir(workdir) else []
+    return {
+        "links": {path: os.readlink(path) if os.path.islink(path) else None for path in want},
+        "torrent": os.path.exists(torrent_path(workdir, manifest)),
+        "stale": [entry for entry in listed if entry.startswith("thorfleet-cache-") and not entry.startswith(mine)],
+    }
+
+
+def plan(found, workdir, manifest, trees):
+    """Steps, in order, that bring the torrent folder to seed this manifest: (verb, argument) with verbs remove (an
+    earlier torrent or its folder), link (path, target) and make (the .torrent, by mktorrent)."""
+    want = staging(workdir, manifest, trees)
+    steps = [("remove", os.path.join(workdir, entry)) for entry in found["stale"]]
+    steps += [("link", (path, target)) for path, target in sorted(want.items()) if found["links"][path] != target]
+    if not found["torrent"]:
+        steps.append(("make", torrent_path(workdir, manifest)))
+    return steps
+
+
+def act(steps, make):
+    """Carry out plan()'s steps; `make(path)` writes the .torrent there (mktorrent, by the module)."""
+    for verb, argument in steps:
+        if verb == "remove":
+            if os.path.isdir(argument) and not os.path.islink(argument):
+                shutil.rmtree(argument)
+            else:
+                os.remove(argument)
+        elif verb == "link":
+            path, target = argument
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if os.path.lexists(path):
+                os.remove(path)
+            os.symlink(target, path)
+        elif verb == "make":
+            make(argument)
