@@ -64,6 +64,12 @@ options:
       - Seconds without I/O after which rsync gives up (C(--timeout), C(--contimeout)).
     type: int
     default: 300
+  make_links:
+    description:
+      - With O(manifest), first makes each link of the manifest that is missing or points elsewhere, in place of
+        whatever is there (a torrent carries files, not links), then verifies.
+    type: bool
+    default: false
 notes:
   - Needs C(rsync) on the host when O(source) is given.
 """
@@ -119,6 +125,10 @@ differ:
   returned: with O(manifest)
   type: list
   elements: str
+linked:
+  description: Links made (would be, in check mode) with O(make_links).
+  returned: with O(manifest)
+  type: int
 fetched:
   description: Number of files rsync transferred.
   returned: with O(source)
@@ -233,6 +243,16 @@ def compare(trees, manifest, hashes):
     return missing, differ, shorter
 
 
+def make_links(trees, manifest, keys):
+    """The manifest's links at `keys`, in place of whatever is there."""
+    for key in keys:
+        path = local_path(trees, key)
+        if os.path.lexists(path):
+            remove(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.symlink(manifest[key]["link"], path)
+
+
 def remove(path):
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
@@ -283,6 +303,7 @@ def argument_spec():
         "hash_cache": {"type": "path", "required": True},
         "rehash": {"type": "bool", "default": False},
         "timeout": {"type": "int", "default": 300},
+        "make_links": {"type": "bool", "default": False},
     }
 
 
@@ -307,7 +328,12 @@ def main():
         if unknown:
             module.fail_json(msg=f"The manifest has trees this host does not name in trees: {', '.join(unknown)}")
         missing, differ, shorter = compare(trees, manifest, hashes)
-        result = {"changed": False, "missing": missing, "differ": differ, "complete": not (missing or differ)}
+        unlinked = [key for key in missing + differ if "link" in manifest[key]] if p["make_links"] else []
+        if unlinked and not module.check_mode:
+            make_links(trees, manifest, unlinked)
+            missing, differ, shorter = compare(trees, manifest, hashes)
+        result = {"changed": bool(unlinked), "missing": missing, "differ": differ, "complete": not (missing or differ)}
+        result["linked"] = len(unlinked)
         if p["source"] and not result["complete"]:
             result["changed"] = True
             if not module.check_mode:

@@ -176,3 +176,29 @@ def test_an_unreachable_source_fails_and_says_which(run, source, tmp_path):
         timeout=5,
     )
     assert result["failed"] and f"rsync://127.0.0.1:{port}/huggingface failed" in result["msg"]
+
+
+def test_links_are_made_from_the_manifest_where_the_files_came_without_them(run, source, tmp_path):
+    manifest = run(trees=source, hash_cache=str(tmp_path / "h.json"))["manifest"]
+    unit = unit_trees(tmp_path)
+    # What a torrent brings: the regular files only, and one link pointing elsewhere.
+    for key, entry in manifest.items():
+        tree, _slash, rel = key.partition("/")
+        path = os.path.join(unit[tree], rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if "sha256" in entry:
+            shutil.copyfile(os.path.join(source[tree], rel), path)
+    wrong = next(key for key, entry in manifest.items() if "link" in entry)
+    os.symlink("../../blobs/elsewhere", os.path.join(unit["huggingface"], wrong.partition("/")[2]))
+    args = dict(trees=unit, manifest=manifest, hash_cache=str(tmp_path / "u.json"), make_links=True)
+    checked = run(check=True, **args)
+    assert (checked["changed"], checked["linked"], checked["complete"]) == (True, 2, False)
+    made = run(**args)
+    assert (made["changed"], made["linked"], made["complete"], made["missing"], made["differ"]) == (
+        True,
+        2,
+        True,
+        [],
+        [],
+    )
+    assert run(**args)["changed"] is False
