@@ -176,3 +176,64 @@ def act(steps, make):
             os.symlink(target, path)
         elif verb == "make":
             make(argument)
+
+
+class Progress:
+    """One unit's download as its aria2 reports it at each poll: how far, how fast, and where its bytes came from.
+    aria2 counts what a download received in all, and each peer's speed only: the bytes received between two polls
+    are shared between the source and the other units in proportion to the speeds they were sent at (at the last
+    speeds known where the peers sent nothing at that moment)."""
+
+    def __init__(self, source_ip):
+        self.source_ip = source_ip
+        self.first = None
+        self.last = None
+        self.from_source = 0.0
+        self.from_peers = 0.0
+        self.share = 0.0
+        self.status = {}
+
+    def update(self, now, status, peers):
+        """`status`: aria2's completedLength, totalLength, downloadSpeed and uploadLength (strings, as it sends them);
+        `peers`: its getPeers answer (ip, downloadSpeed)."""
+        done = int(status.get("completedLength", 0))
+        if self.first is None:
+            self.first = (now, done)
+        elif done > self.last[1]:
+            speeds = [(peer.get("ip") == self.source_ip, int(peer.get("downloadSpeed", 0))) for peer in peers]
+            total = sum(speed for _source, speed in speeds)
+            if total:
+                self.share = sum(speed for source, speed in speeds if source) / total
+            received = done - self.last[1]
+            self.from_source += received * self.share
+            self.from_peers += received * (1 - self.share)
+        self.last = (now, done)
+        self.status = status
+
+    @property
+    def complete(self):
+        total = int(self.status.get("totalLength", 0))
+        return total > 0 and int(self.status.get("completedLength", 0)) == total
+
+    def line(self, host):
+        total = int(self.status.get("totalLength", 0))
+        done = int(self.status.get("completedLength", 0))
+        percent = 100.0 * done / total if total else 0.0
+        speed = int(self.status.get("downloadSpeed", 0))
+        return (
+            f"{host}: {percent:5.1f}% of {total / 1e6:.1f} MB, {speed / 1e6:.1f} MB/s;"
+            f" from the source {self.from_source / 1e6:.1f} MB, from peers {self.from_peers / 1e6:.1f} MB,"
+            f" sent to peers {int(self.status.get('uploadLength', 0)) / 1e6:.1f} MB"
+        )
+
+    def result(self):
+        started, done_at_start = self.first or (0.0, 0)
+        ended, done = self.last or (0.0, 0)
+        return {
+            "complete": self.complete,
+            "bytes": done - done_at_start,
+            "seconds": round(ended - started, 1),
+            "from_source": int(self.from_source),
+            "from_peers": int(self.from_peers),
+            "uploaded": int(self.status.get("uploadLength", 0)),
+        }

@@ -8,6 +8,7 @@ import hashlib
 import pytest
 from ansible_collections.thorfleet.llm.plugins.module_utils._cache_torrent import (
     BencodeError,
+    Progress,
     input_file,
     links,
     name,
@@ -118,3 +119,27 @@ def test_links_are_made_from_the_manifest():
     assert links(MANIFEST, UNIT) == {
         "/opt/thorfleet/data/models/huggingface/hub/models--org--m/snapshots/rev/config.json": "../../blobs/aaa"
     }
+
+
+def test_progress_shares_each_polls_bytes_between_the_source_and_peers_by_their_speeds():
+    progress = Progress("10.0.0.1")
+    progress.update(0.0, {"completedLength": "0", "totalLength": "1000"}, [])
+    assert not progress.complete
+    peers = [{"ip": "10.0.0.1", "downloadSpeed": "100"}, {"ip": "10.0.0.3", "downloadSpeed": "300"}]
+    progress.update(2.0, {"completedLength": "400", "totalLength": "1000", "downloadSpeed": "200"}, peers)
+    assert (progress.from_source, progress.from_peers) == (100.0, 300.0)
+    # A poll that found nothing new changes nothing; one whose peers have gone quiet keeps the last share.
+    progress.update(3.0, {"completedLength": "400", "totalLength": "1000"}, peers)
+    progress.update(4.0, {"completedLength": "1000", "totalLength": "1000", "uploadLength": "250"}, [])
+    assert progress.complete
+    assert progress.result() == {
+        "complete": True,
+        "bytes": 1000,
+        "seconds": 4.0,
+        "from_source": 250,
+        "from_peers": 750,
+        "uploaded": 250,
+    }
+    assert progress.line("thor-02") == (
+        "thor-02: 100.0% of 0.0 MB, 0.0 MB/s; from the source 0.0 MB, from peers 0.0 MB, sent to peers 0.0 MB"
+    )

@@ -1,0 +1,99 @@
+# Copyright: thorfleet.llm developers
+# Apache License 2.0 (see galaxy.yml)
+"""cache_swarm: wait for a unit's aria2 to hold the whole torrent, saying how it goes; documented in
+plugins/modules/cache_swarm.py.
+
+An action plugin, so that it can print a line at each poll while it waits (a module speaks only when it ends). Each
+poll is one ansible.builtin.uri call on the unit, to aria2's RPC on loopback; the accounting is _cache_torrent's
+Progress, tested on its own."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+from ansible_collections.thorfleet.llm.plugins.module_utils._cache_torrent import Progress
+
+ARGUMENT_SPEC = {
+    "rpc_port": {"type": "int", "default": 6800},
+    "secret": {"type": "str", "required": True, "no_log": True},
+    "source_ip": {"type": "str", "required": True},
+    "interval": {"type": "float", "default": 2.0},
+    "stall_timeout": {"type": "int", "default": 300},
+}
+FIELDS = ["gid", "completedLength", "totalLength", "downloadSpeed", "uploadLength"]
+
+display = Display()
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def _rpc(self, task_vars, port, calls):
+        """aria2's answers to `calls` ([method, params] each, the secret first in params), in one request."""
+        body = {
+            "jsonrpc": "2.0",
+            "id": "thorfleet",
+            "method": "system.multicall",
+            "params": [[{"methodName": method, "params": params} for method, params in calls]],
+        }
+        answer = self._execute_module(
+            module_name="ansible.builtin.uri",
+            module_args={
+                "url": f"http://127.0.0.1:{port}/jsonrpc",
+                "method": "POST",
+                "body_format": "json",
+                "body": body,
+                "return_content": True,
+            },
+            task_vars=task_vars,
+        )
+        if answer.get("failed"):
+            raise AnsibleActionFail(f"aria2 on this unit did not answer on 127.0.0.1:{port}: {answer.get('msg')}")
+        # application/json-rpc, which uri does not parse; a failed call is a {code, message} where its answer was.
+        results = json.loads(answer["content"])["result"]
+        for result in results:
+            if isinstance(result, dict) and "code" in result:
+                raise AnsibleActionFail(f"aria2 refused a call: {result.get('message')}")
+        return [result[0] for result in results]
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = self.validate_argument_spec(ARGUMENT_SPEC)[1]
+        token = f"token:{args['secret']}"
+        host = task_vars.get("inventory_hostname", "unit")
+        progress = Progress(args["source_ip"])
+        moved_at = time.monotonic()
+        last_done = -1
+        gid = None
+        while True:
+            if gid is None:
+                active = self._rpc(task_vars, args["rpc_port"], [["aria2.tellActive", [token, FIELDS]]])[0]
+                if not active:
+                    raise AnsibleActionFail("aria2 on this unit has no download: its input or torrent is missing")
+                gid = active[0]["gid"]
+            # One request, and one call on the unit, per poll.
+            status, peers = self._rpc(
+                task_vars,
+                args["rpc_port"],
+                [["aria2.tellStatus", [token, gid, FIELDS]], ["aria2.getPeers", [token, gid]]],
+            )
+            now = time.monotonic()
+            progress.update(now, status, peers)
+            display.display(progress.line(host))
+            if progress.complete:
+                break
+            done = int(status["completedLength"])
+            if done != last_done:
+                moved_at, last_done = now, done
+            elif now - moved_at > args["stall_timeout"]:
+                raise AnsibleActionFail(
+                    f"{host} received nothing for {args['stall_timeout']} s (model_cache_timeout) at "
+                    f"{progress.line(host)}: the swarm cannot reach it, or nobody holds what it lacks"
+                )
+            time.sleep(args["interval"])
+        result.update(changed=False, **progress.result())
+        return result

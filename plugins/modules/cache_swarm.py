@@ -1,0 +1,93 @@
+#!/usr/bin/python
+# Copyright: thorfleet.llm developers
+# Apache License 2.0 (see galaxy.yml)
+# The action plugin of the same name (plugins/action/cache_swarm.py) does the work; this file documents it.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: cache_swarm
+short_description: Wait until a unit's aria2 holds the whole model cache torrent, printing its progress
+version_added: 0.2.0
+author: thorfleet.llm developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+description:
+  - Polls the unit's aria2 over its RPC on loopback, through C(ansible.builtin.uri) on the unit, every O(interval)
+    seconds, and prints one line per poll for the unit (percent, speed, bytes from the source and from the other
+    units, bytes sent to them), until the download is complete.
+  - aria2 reports each peer's speed, not the bytes it sent; the bytes received between two polls are shared between
+    the source and the other units in proportion to those speeds, so RV(from_source) and RV(from_peers) are close
+    estimates whose sum is exact.
+  - Fails when nothing was received for O(stall_timeout) seconds.
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: none
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  rpc_port:
+    description: aria2's RPC port on the unit's loopback.
+    type: int
+    default: 6800
+  secret:
+    description: aria2's RPC secret.
+    type: str
+    required: true
+  source_ip:
+    description: The cache source's address on the fleet network, as the unit's peers list shows it.
+    type: str
+    required: true
+  interval:
+    description: Seconds between polls.
+    type: float
+    default: 2.0
+  stall_timeout:
+    description: Seconds without a byte received after which the unit fails.
+    type: int
+    default: 300
+"""
+
+EXAMPLES = r"""
+- name: Wait for the unit's download, with its progress
+  thorfleet.llm.cache_swarm:
+    secret: "{{ aria2_secret }}"
+    source_ip: 10.0.0.1
+"""
+
+RETURN = r"""
+complete:
+  description: Whether the unit holds the whole torrent.
+  type: bool
+  returned: always
+bytes:
+  description: Bytes the unit received while it was watched.
+  type: int
+  returned: always
+seconds:
+  description: Seconds from the first poll to the last.
+  type: float
+  returned: always
+from_source:
+  description: Of RV(bytes), those from the cache source (estimated, see above).
+  type: int
+  returned: always
+from_peers:
+  description: Of RV(bytes), those from the other units (estimated, see above).
+  type: int
+  returned: always
+uploaded:
+  description: Bytes the unit sent to the others.
+  type: int
+  returned: always
+"""

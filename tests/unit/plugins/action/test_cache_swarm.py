@@ -1,0 +1,64 @@
+"""cache_swarm: the wait on a unit's aria2, over a stand-in for the uri calls it makes on the unit (the role's
+torrent run uses the real aria2 on simulated units)."""
+
+from __future__ import annotations
+
+import json
+from unittest.mock import MagicMock
+
+import pytest
+from ansible.errors import AnsibleActionFail
+from ansible_collections.thorfleet.llm.plugins.action import cache_swarm
+from ansible_collections.thorfleet.llm.plugins.modules import cache_swarm as cache_swarm_doc
+
+from ..docs import assert_documented
+
+
+def test_documented_as_specified():
+    assert_documented(cache_swarm_doc.DOCUMENTATION, cache_swarm.ARGUMENT_SPEC)
+
+
+def action(answers):
+    """The action over `answers`: one list of multicall results per uri call, in order; records the calls."""
+    task = MagicMock(args={"secret": "s3", "source_ip": "10.0.0.1", "interval": 0, "stall_timeout": 0}, async_val=0)
+    connection = MagicMock()
+    connection._shell.tmpdir = None
+    plugin = cache_swarm.ActionModule(task, connection, MagicMock(), MagicMock(), MagicMock())
+    plugin.calls = []
+
+    def execute(module_name, module_args, task_vars):
+        plugin.calls.append(module_args["body"]["params"][0])
+        return {"content": json.dumps({"result": [[result] for result in answers.pop(0)]})}
+
+    plugin._execute_module = execute
+    return plugin
+
+
+def status(done, total=1000):
+    return {
+        "gid": "g1",
+        "completedLength": str(done),
+        "totalLength": str(total),
+        "downloadSpeed": "5",
+        "uploadLength": "0",
+    }
+
+
+def test_it_polls_until_the_unit_holds_the_whole_torrent():
+    peers = [{"ip": "10.0.0.1", "downloadSpeed": "1"}, {"ip": "10.0.0.3", "downloadSpeed": "3"}]
+    plugin = action([[[status(0)]], [status(0), []], [status(400), peers], [status(1000), peers]])
+    result = plugin.run(task_vars={"inventory_hostname": "thor-02"})
+    assert (result["complete"], result["bytes"], result["from_source"], result["from_peers"]) == (True, 1000, 250, 750)
+    assert [call["methodName"] for call in plugin.calls[1]] == ["aria2.tellStatus", "aria2.getPeers"]
+    assert plugin.calls[1][0]["params"][:2] == ["token:s3", "g1"]
+
+
+def test_a_unit_that_receives_nothing_fails_naming_where_it_stands():
+    plugin = action([[[status(100)]], [status(100), []], [status(100), []]])
+    with pytest.raises(AnsibleActionFail, match=r"thor-02 received nothing for 0 s .* 10\.0% of"):
+        plugin.run(task_vars={"inventory_hostname": "thor-02"})
+
+
+def test_aria2_without_a_download_is_named():
+    with pytest.raises(AnsibleActionFail, match="has no download"):
+        action([[[]]]).run(task_vars={})
