@@ -24,7 +24,8 @@ ARGUMENT_SPEC = {
     "interval": {"type": "float", "default": 2.0},
     "stall_timeout": {"type": "int", "default": 300},
 }
-FIELDS = ["gid", "completedLength", "totalLength", "downloadSpeed", "uploadLength"]
+FIELDS = ["gid", "completedLength", "totalLength", "downloadSpeed", "uploadLength", "verifiedLength"]
+FIELDS.append("verifyIntegrityPending")
 
 display = Display()
 
@@ -63,9 +64,19 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         args = self.validate_argument_spec(ARGUMENT_SPEC)[1]
-        token = f"token:{args['secret']}"
         host = task_vars.get("inventory_hostname", "unit")
         progress = Progress(args["source_ip"])
+        # A unit the swarm could not fill is not failed here: the play verifies it and it falls back to the rounds.
+        try:
+            self._watch(task_vars, args, host, progress)
+        except AnsibleActionFail as e:
+            display.warning(f"{host}: {e}; it is verified, and pulls by rsync what it still lacks")
+            result["msg"] = str(e)
+        result.update(changed=False, **progress.result())
+        return result
+
+    def _watch(self, task_vars, args, host, progress):
+        token = f"token:{args['secret']}"
         moved_at = time.monotonic()
         last_done = -1
         gid = None
@@ -85,7 +96,7 @@ class ActionModule(ActionBase):
             progress.update(now, status, peers)
             display.display(progress.line(host))
             if progress.complete:
-                break
+                return
             done = int(status["completedLength"])
             if done != last_done:
                 moved_at, last_done = now, done
@@ -95,5 +106,3 @@ class ActionModule(ActionBase):
                     f"{progress.line(host)}: the swarm cannot reach it, or nobody holds what it lacks"
                 )
             time.sleep(args["interval"])
-        result.update(changed=False, **progress.result())
-        return result

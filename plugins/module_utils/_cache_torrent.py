@@ -109,20 +109,6 @@ def staging(root, manifest, trees):
     return {os.path.join(base, key): local_path(trees, key) for key, _size in payload(manifest)[0]}
 
 
-def input_file(torrent_path, files, trees, workdir):
-    """aria2's input file for one unit: the torrent, and each of its files (torrent order, 1-based) written straight
-    to its place in the unit's trees. Paths are relative to aria2's --dir (`workdir`, where its control file goes)."""
-    lines = [torrent_path]
-    for index, (key, _size) in enumerate(files, start=1):
-        lines.append(f"  index-out={index}={os.path.relpath(local_path(trees, key), workdir)}")
-    return "".join(line + "\n" for line in lines)
-
-
-def links(manifest, trees):
-    """{path: target} of every link in the manifest, as the unit's trees should hold them."""
-    return {local_path(trees, key): entry["link"] for key, entry in sorted(manifest.items()) if "link" in entry}
-
-
 def torrent_path(workdir, manifest):
     return os.path.join(workdir, name(manifest) + ".torrent")
 
@@ -194,10 +180,13 @@ class Progress:
         self.status = {}
 
     def update(self, now, status, peers):
-        """`status`: aria2's completedLength, totalLength, downloadSpeed and uploadLength (strings, as it sends them);
+        """`status`: aria2's completedLength, totalLength, downloadSpeed and uploadLength (strings, as it sends them),
+        and verifiedLength or verifyIntegrityPending while it checks the files;
         `peers`: its getPeers answer (ip, downloadSpeed)."""
         done = int(status.get("completedLength", 0))
-        if self.first is None:
+        # While aria2 checks what the unit held (a download cut short), what it finds is not received: counting
+        # starts when the check ends.
+        if self.first is None or "verifiedLength" in status or status.get("verifyIntegrityPending") == "true":
             self.first = (now, done)
         elif done > self.last[1]:
             speeds = [(peer.get("ip") == self.source_ip, int(peer.get("downloadSpeed", 0))) for peer in peers]

@@ -21,7 +21,9 @@ description:
   - aria2 reports each peer's speed, not the bytes it sent; the bytes received between two polls are shared between
     the source and the other units in proportion to those speeds, so RV(from_source) and RV(from_peers) are close
     estimates whose sum is exact.
-  - Fails when nothing was received for O(stall_timeout) seconds.
+  - Does not fail a unit the swarm leaves incomplete (nothing received for O(stall_timeout) seconds, or aria2 not
+    answering). It warns, and returns RV(complete) false with RV(msg), for the play to verify the unit and fill it
+    otherwise.
 attributes:
   action:
     support: full
@@ -71,7 +73,7 @@ complete:
   type: bool
   returned: always
 bytes:
-  description: Bytes the unit received while it was watched.
+  description: Bytes the unit received while it was watched, not counting what it held already (checked piece by piece).
   type: int
   returned: always
 seconds:
@@ -90,4 +92,8 @@ uploaded:
   description: Bytes the unit sent to the others.
   type: int
   returned: always
+msg:
+  description: Why the swarm left the unit incomplete.
+  type: str
+  returned: when RV(complete) is false
 """

@@ -4,10 +4,9 @@ torrent run uses the real aria2 on simulated units)."""
 from __future__ import annotations
 
 import json
+import re
 from unittest.mock import MagicMock
 
-import pytest
-from ansible.errors import AnsibleActionFail
 from ansible_collections.thorfleet.llm.plugins.action import cache_swarm
 from ansible_collections.thorfleet.llm.plugins.modules import cache_swarm as cache_swarm_doc
 
@@ -53,12 +52,13 @@ def test_it_polls_until_the_unit_holds_the_whole_torrent():
     assert plugin.calls[1][0]["params"][:2] == ["token:s3", "g1"]
 
 
-def test_a_unit_that_receives_nothing_fails_naming_where_it_stands():
+def test_a_unit_that_receives_nothing_is_left_to_the_rounds_naming_where_it_stands():
     plugin = action([[[status(100)]], [status(100), []], [status(100), []]])
-    with pytest.raises(AnsibleActionFail, match=r"thor-02 received nothing for 0 s .* 10\.0% of"):
-        plugin.run(task_vars={"inventory_hostname": "thor-02"})
+    result = plugin.run(task_vars={"inventory_hostname": "thor-02"})
+    assert not result.get("failed") and not result["complete"]
+    assert re.search(r"thor-02 received nothing for 0 s .* 10\.0% of", result["msg"])
 
 
 def test_aria2_without_a_download_is_named():
-    with pytest.raises(AnsibleActionFail, match="has no download"):
-        action([[[]]]).run(task_vars={})
+    result = action([[[]]]).run(task_vars={})
+    assert "has no download" in result["msg"] and not result["complete"]

@@ -9,8 +9,6 @@ import pytest
 from ansible_collections.thorfleet.llm.plugins.module_utils._cache_torrent import (
     BencodeError,
     Progress,
-    input_file,
-    links,
     name,
     payload,
     piece_log2,
@@ -106,21 +104,6 @@ def test_the_source_seeds_through_links_named_by_manifest_key():
     }
 
 
-def test_a_unit_downloads_each_file_straight_into_its_trees_in_torrent_order():
-    files = [("vllm_cache/torch_compile_cache/model.bin", 5000), ("huggingface/hub/models--org--m/blobs/aaa", 1000)]
-    assert input_file("/var/lib/thorfleet/model_cache/x.torrent", files, UNIT, "/var/lib/thorfleet/model_cache") == (
-        "/var/lib/thorfleet/model_cache/x.torrent\n"
-        "  index-out=1=../../../../opt/thorfleet/data/vllm_cache/torch_compile_cache/model.bin\n"
-        "  index-out=2=../../../../opt/thorfleet/data/models/huggingface/hub/models--org--m/blobs/aaa\n"
-    )
-
-
-def test_links_are_made_from_the_manifest():
-    assert links(MANIFEST, UNIT) == {
-        "/opt/thorfleet/data/models/huggingface/hub/models--org--m/snapshots/rev/config.json": "../../blobs/aaa"
-    }
-
-
 def test_progress_shares_each_polls_bytes_between_the_source_and_peers_by_their_speeds():
     progress = Progress("10.0.0.1")
     progress.update(0.0, {"completedLength": "0", "totalLength": "1000"}, [])
@@ -143,3 +126,13 @@ def test_progress_shares_each_polls_bytes_between_the_source_and_peers_by_their_
     assert progress.line("thor-02") == (
         "thor-02: 100.0% of 0.0 MB, 0.0 MB/s; from the source 0.0 MB, from peers 0.0 MB, sent to peers 0.0 MB"
     )
+
+
+def test_what_a_unit_held_already_is_checked_not_received():
+    progress = Progress("10.0.0.1")
+    progress.update(0.0, {"completedLength": "0", "totalLength": "1000", "verifyIntegrityPending": "true"}, [])
+    progress.update(1.0, {"completedLength": "300", "totalLength": "1000", "verifiedLength": "300"}, [])
+    progress.update(2.0, {"completedLength": "600", "totalLength": "1000"}, [{"ip": "10.0.0.1", "downloadSpeed": "9"}])
+    progress.update(3.0, {"completedLength": "1000", "totalLength": "1000"}, [])
+    assert progress.result()["bytes"] == 700
+    assert (progress.from_source, progress.from_peers) == (700.0, 0.0)
