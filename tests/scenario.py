@@ -6,7 +6,10 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import docker
@@ -21,9 +24,7 @@ def plain(text: str) -> str:
     return ANSI.sub("", text)
 
 
-def playbook(name: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run thorfleet.llm.<name> (or a playbook file, when `name` ends in .yml) with `args` and extra `env`;
-    return (exit code, stdout and stderr together, without colour)."""
+def _run(name: str, args, env) -> tuple[list[str], dict[str, str], str]:
     inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
     env = {
         **os.environ,
@@ -34,18 +35,41 @@ def playbook(name: str, *args: str, env: dict[str, str] | None = None) -> tuple[
         **(env or {}),
     }
     target = name if name.endswith(".yml") else f"thorfleet.llm.{name}"
-    run = subprocess.run(
-        ["ansible-playbook", target, "-i", str(inventory), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=PROJECT,
-    )
+    return ["ansible-playbook", target, "-i", str(inventory), *args], env, target
+
+
+def playbook(name: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run thorfleet.llm.<name> (or a playbook file, when `name` ends in .yml) with `args` and extra `env`;
+    return (exit code, stdout and stderr together, without colour)."""
+    argv, env, target = _run(name, args, env)
+    run = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, cwd=PROJECT)
     output = plain(run.stdout + run.stderr)
     # tests/scenarios.py scans this for the scenario's secrets.
     _log(f"$ ansible-playbook {target} {shlex.join(args)}\n{output}\n")
     return run.returncode, output
+
+
+def playbook_cut(name: str, *args: str, when, timeout: float = 300) -> str:
+    """Run as playbook() does, and kill the controller's whole run (SIGKILL, as a lost laptop) as soon as `when()`
+    is true; return what it printed. Fails when the run ends, or `timeout` passes, first."""
+    argv, env, target = _run(name, args, None)
+    with tempfile.TemporaryFile("w+") as out:
+        run = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, text=True, env=env, cwd=PROJECT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            while not when():
+                assert run.poll() is None, "the run ended before it could be cut"
+                assert time.monotonic() < deadline, f"not cut within {timeout} s"
+                time.sleep(0.5)
+        finally:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+            out.seek(0)
+            output = plain(out.read())
+            _log(f"$ ansible-playbook {target} {shlex.join(args)}  (cut)\n{output}\n")
+    return output
 
 
 def _log(text: str) -> None:

@@ -10,6 +10,7 @@ Progress, tested on its own."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from ansible.errors import AnsibleActionFail
@@ -23,11 +24,26 @@ ARGUMENT_SPEC = {
     "source_ip": {"type": "str", "required": True},
     "interval": {"type": "float", "default": 2.0},
     "stall_timeout": {"type": "int", "default": 300},
+    "progress_dir": {"type": "path"},
+    "swarm_every": {"type": "float", "default": 10.0},
 }
 FIELDS = ["gid", "completedLength", "totalLength", "downloadSpeed", "uploadLength", "verifiedLength"]
 FIELDS.append("verifyIntegrityPending")
 
 display = Display()
+
+
+def swarm_line(units):
+    """The swarm's total from every watched unit's figures (Progress.figures())."""
+    done = sum(unit["done"] for unit in units)
+    total = sum(unit["total"] for unit in units)
+    complete = sum(1 for unit in units if unit["total"] and unit["done"] == unit["total"])
+    return (
+        f"swarm: {complete} of {len(units)} units complete, {done / 1e6:.1f} of {total / 1e6:.1f} MB,"
+        f" {sum(unit['speed'] for unit in units) / 1e6:.1f} MB/s; from the source"
+        f" {sum(unit['from_source'] for unit in units) / 1e6:.1f} MB, from peers"
+        f" {sum(unit['from_peers'] for unit in units) / 1e6:.1f} MB"
+    )
 
 
 class ActionModule(ActionBase):
@@ -61,6 +77,32 @@ class ActionModule(ActionBase):
                 raise AnsibleActionFail(f"aria2 refused a call: {result.get('message')}")
         return [result[0] for result in results]
 
+    def _swarm(self, args, host, progress):
+        """Leave this unit's figures in progress_dir for the others, and print the swarm's total when nobody has for
+        swarm_every seconds, or when this unit completes. Each unit's wait runs in its own worker process: a folder on the controller is what they
+        share (a race prints the total twice, at worst)."""
+        folder = args["progress_dir"]
+        os.makedirs(folder, exist_ok=True)
+        mine = os.path.join(folder, f"{host}.json")
+        with open(mine + ".part", "w", encoding="utf-8") as f:
+            json.dump(progress.figures(), f)
+        os.replace(mine + ".part", mine)
+        stamp = os.path.join(folder, "shown")
+        try:
+            # Also when this unit completes: the line that says the last one has is the swarm's end.
+            if time.time() - os.path.getmtime(stamp) < args["swarm_every"] and not progress.complete:
+                return
+        except FileNotFoundError:
+            pass
+        with open(stamp, "w", encoding="utf-8"):
+            pass
+        units = []
+        for entry in sorted(os.listdir(folder)):
+            if entry.endswith(".json"):
+                with open(os.path.join(folder, entry), encoding="utf-8") as f:
+                    units.append(json.load(f))
+        display.display(swarm_line(units))
+
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         args = self.validate_argument_spec(ARGUMENT_SPEC)[1]
@@ -80,6 +122,7 @@ class ActionModule(ActionBase):
         moved_at = time.monotonic()
         last_done = -1
         gid = None
+        shown = None
         while True:
             if gid is None:
                 active = self._rpc(task_vars, args["rpc_port"], [["aria2.tellActive", [token, FIELDS]]])[0]
@@ -94,7 +137,12 @@ class ActionModule(ActionBase):
             )
             now = time.monotonic()
             progress.update(now, status, peers)
-            display.display(progress.line(host))
+            # A line per unit at each tenth of the way, not per poll: sixty units print 600 lines, not thousands.
+            if progress.complete or progress.tenth != shown:
+                shown = progress.tenth
+                display.display(progress.line(host))
+            if args["progress_dir"]:
+                self._swarm(args, host, progress)
             if progress.complete:
                 return
             done = int(status["completedLength"])

@@ -204,6 +204,22 @@ class Progress:
         total = int(self.status.get("totalLength", 0))
         return total > 0 and int(self.status.get("completedLength", 0)) == total
 
+    @property
+    def tenth(self):
+        """Tenths of the way done (0-10), for printing at each step."""
+        total = int(self.status.get("totalLength", 0))
+        return 10 * int(self.status.get("completedLength", 0)) // total if total else 0
+
+    def figures(self):
+        """Where the unit stands, for the swarm's total."""
+        return {
+            "done": int(self.status.get("completedLength", 0)),
+            "total": int(self.status.get("totalLength", 0)),
+            "speed": int(self.status.get("downloadSpeed", 0)),
+            "from_source": int(self.from_source),
+            "from_peers": int(self.from_peers),
+        }
+
     def line(self, host):
         total = int(self.status.get("totalLength", 0))
         done = int(self.status.get("completedLength", 0))

@@ -16,7 +16,7 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes.flow
 description:
   - Polls the unit's aria2 over its RPC on loopback, through C(ansible.builtin.uri) on the unit, every O(interval)
-    seconds, and prints one line per poll for the unit (percent, speed, bytes from the source and from the other
+    seconds, and prints a line for the unit at each tenth of the way (percent, speed, bytes from the source and from the other
     units, bytes sent to them), until the download is complete.
   - aria2 reports each peer's speed, not the bytes it sent; the bytes received between two polls are shared between
     the source and the other units in proportion to those speeds, so RV(from_source) and RV(from_peers) are close
@@ -55,9 +55,20 @@ options:
     type: float
     default: 2.0
   stall_timeout:
-    description: Seconds without a byte received after which the unit fails.
+    description: Seconds without a byte received after which the swarm is given up for this unit.
     type: int
     default: 300
+  progress_dir:
+    description:
+      - A folder on the controller where each unit's wait leaves its figures, so that the swarm's total (units
+        complete, bytes, speed, from the source and from peers) is printed every O(swarm_every) seconds and when a
+        unit completes.
+      - Emptied by the caller before the swarm starts; no total is printed without it.
+    type: path
+  swarm_every:
+    description: Seconds between two lines of the swarm's total.
+    type: float
+    default: 10.0
 """
 
 EXAMPLES = r"""

@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 import testinfra
-from scenario import playbook
+from scenario import playbook, playbook_cut
 from thorsim.cache import source_root
 
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
@@ -50,17 +50,25 @@ def unit_manifest(host):
 
 
 def unit(name):
+    if name == "cache_source":
+        # Its inventory entry is templated, which testinfra's ansible backend does not render.
+        return testinfra.get_host(f"docker://{os.environ['MOLECULE_SCENARIO_NAME']}-cache-source")
     return testinfra.get_host(f"ansible://{name}", ansible_inventory=str(INVENTORY))
 
 
-def run_cache(*args):
-    """Run cache.yml; return the run's report and the changed count of every host in the recap."""
+def run_cache(*args, output=None):
+    """Run cache.yml; return the run's report and the changed count of every host in the recap (and keep what it
+    printed in `output`, a list, when given)."""
     REPORT.unlink(missing_ok=True)
     rc, out = playbook("cache", "-e", f"model_cache_report_file={REPORT}", *args)
     assert rc == 0, out[-3000:]
-    out = re.sub(r"\x1b\[[0-9;]*m", "", out)
-    changed = {m[0]: int(m[1]) for m in re.findall(r"^(\S+)\s+:.*changed=(\d+)", out, re.MULTILINE)}
-    return json.loads(REPORT.read_text()), changed
+    if output is not None:
+        output.append(out)
+    return json.loads(REPORT.read_text()), recap(out)
+
+
+def recap(out):
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\S+)\s+:.*changed=(\d+)", out, re.MULTILINE)}
 
 
 def test_source_is_a_few_hundred_mb_in_the_hub_layout_with_relative_links():
@@ -117,6 +125,127 @@ def test_a_re_run_repairs_a_deleted_and_a_corrupted_file(damaged):
     assert all(count == 0 for count in changed.values()), changed
 
 
+UNITS = ("thor-01", "thor-02", "thor-03", "thor-04")
+TORRENT = ("-e", "model_cache_strategy=torrent")
+# Every host's aria2 at 40 MB/s each way: the source alone would take four times a copy's time to fill four units.
+LIMITED = ("-e", "model_cache_torrent_rate_limit=40M")
+PORTS = {6969: "tracker", 6881: "aria2", 6800: "aria2 RPC"}
+LISTENING = """
+import sys
+ports = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for line in open(table).read().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A":
+            ports.add(int(local.rsplit(":", 1)[1], 16))
+print(" ".join(str(port) for port in sorted(ports & set(map(int, sys.argv[1:])))))
+"""
+
+
+def payload():
+    return sum(p.stat().st_size for p in SOURCE.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def wipe(thor):
+    thor.check_output(" && ".join(f"sudo find {root} -mindepth 1 -delete" for root in TREES.values()))
+
+
+def counter(thor, name):
+    """Bytes the host's fleet interface has received (rx) or sent (tx)."""
+    return int(thor.check_output(f"cat /sys/class/net/eth0/statistics/{name}_bytes"))
+
+
+def assert_nothing_left_running():
+    for name in (*UNITS, "cache_source"):
+        thor = unit(name)
+        assert thor.run("pgrep -x aria2c || pgrep -x opentracker").rc == 1, name
+        ports = thor.check_output(f"python3 -c {shlex.quote(LISTENING)} {' '.join(map(str, PORTS))}")
+        assert ports == "", f"{name} still listens on {ports}"
+
+
+def test_the_swarm_fills_every_unit_with_links_as_links_and_stops():
+    for name in UNITS:
+        wipe(unit(name))
+    source = unit("cache_source")
+    sent = counter(source, "tx")
+    output = []
+    report, changed = run_cache(*TORRENT, *LIMITED, output=output)
+    sent = counter(source, "tx") - sent
+    assert report["strategy"] == "torrent" and report["rounds"] == [] and report["unfilled"] == []
+    assert sorted(report["swarm"]) == list(UNITS)
+    assert all(unit_report["complete"] for unit_report in report["swarm"].values()), report["swarm"]
+    assert all(changed[name] > 0 for name in UNITS), changed
+    for name in UNITS:
+        thor = unit(name)
+        assert unit_manifest(thor) == source_manifest(), name
+        # Links as links (the manifest says so), and none dangling.
+        assert thor.check_output(f"find {TREES['models/huggingface']} -xtype l") == "", name
+    # Units fed each other: the source sent well under the four copies it would send alone.
+    assert sent < 2.5 * payload(), (sent, payload())
+    assert sum(unit_report["from_peers"] for unit_report in report["swarm"].values()) > payload() / 2, report["swarm"]
+    assert "swarm: 4 of 4 units complete" in output[0]
+    assert re.search(r"^thor-0\d: 100\.0% of \d+\.\d MB", output[0], re.MULTILINE)
+    assert_nothing_left_running()
+
+
+def test_a_re_run_after_the_swarm_starts_no_torrent():
+    report, changed = run_cache(*TORRENT)
+    assert report["swarm"] == {} and report["rounds"] == []
+    assert all(count == 0 for count in changed.values()), changed
+    assert_nothing_left_running()
+
+
+def test_a_download_cut_half_way_resumes_on_the_next_run():
+    thor = unit("thor-02")
+    wipe(thor)
+    blobs = f"{TREES['models/huggingface']}/hub/models--openai--gpt-oss-120b/blobs"
+    slow = ("-e", "model_cache_torrent_rate_limit=12M")
+
+    def half_way():
+        held = thor.run(f"du -s --block-size=1 {blobs}")
+        return held.rc == 0 and int(held.stdout.split()[0]) > payload() / 2
+
+    playbook_cut("cache", *TORRENT, *slow, when=half_way)
+    # The controller is gone; the hosts lose power too (nothing is stopped in order).
+    for name in (*UNITS, "cache_source"):
+        unit(name).run("sudo systemctl kill --signal=KILL thorfleet-model-cache-torrent thorfleet-model-cache-tracker")
+    received = counter(thor, "rx")
+    report, _changed = run_cache(*TORRENT)
+    received = counter(thor, "rx") - received
+    assert unit_manifest(thor) == source_manifest()
+    assert sorted(report["swarm"]) == list(UNITS) and report["rounds"] == []
+    # What it held was checked and kept: under half the payload moved again.
+    assert report["swarm"]["thor-02"]["bytes"] < payload() / 2, report["swarm"]["thor-02"]
+    assert received < payload() / 2 + 16 * 1024 * 1024, (received, payload())
+    assert_nothing_left_running()
+
+
+def test_an_air_gapped_unit_installs_aria2_from_the_sources_debs_and_a_corrupted_blob_is_repaired():
+    source, airgapped, damaged = unit("cache_source"), unit("thor-04"), unit("thor-03")
+    # What the README tells an operator to do, on a host of the units' release that reaches an archive.
+    source.check_output(
+        "sudo mkdir -p /srv/debs && cd /srv/debs && sudo apt-get download $(apt-cache depends --recurse"
+        " --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances aria2 | grep '^[a-z]')"
+    )
+    airgapped.check_output("sudo apt-get purge --yes aria2 libaria2-0 && sudo apt-get autoremove --yes")
+    # No archive, and no lists of one.
+    airgapped.check_output("sudo mv /etc/apt/sources.list /root/ && sudo find /var/lib/apt/lists -type f -delete")
+    blobs = f"{TREES['models/huggingface']}/hub/models--openai--gpt-oss-120b/blobs"
+    corrupted = f"{blobs}/{damaged.check_output(f'ls -S {blobs}').split()[0]}"
+    damaged.check_output(f"sudo dd if=/dev/urandom of={corrupted} bs=4096 count=1 seek=10 conv=notrunc status=none")
+    try:
+        report, changed = run_cache(*TORRENT, "-e", "model_cache_torrent_debs=/srv/debs")
+    finally:
+        airgapped.check_output("sudo mv /root/sources.list /etc/apt/")
+    assert airgapped.exists("aria2c")
+    assert unit_manifest(damaged) == source_manifest()
+    assert unit_manifest(airgapped) == source_manifest()
+    # Only the damaged piece moved (a piece is at most 16 MiB), not the file.
+    assert 0 < report["swarm"]["thor-03"]["bytes"] <= 16 * 1024 * 1024, report["swarm"]["thor-03"]
+    assert changed["thor-04"] > 0 and changed["thor-03"] > 0
+    assert_nothing_left_running()
+
+
 def test_a_stopped_source_is_named_before_any_unit_changes():
     """Last: the source is started again, but its address may differ afterwards."""
     source = docker.from_env().containers.get(f"{os.environ['MOLECULE_SCENARIO_NAME']}-cache-source")
@@ -129,6 +258,6 @@ def test_a_stopped_source_is_named_before_any_unit_changes():
     assert "The cache source cache_source (" in out
     assert "cannot be reached: it is stopped, or the inventory does not reach it as it is" in out
     assert "Module result deserialization failed" not in out
-    changed = {m[0]: int(m[1]) for m in re.findall(r"^(\S+)\s+:.*changed=(\d+)", out, re.MULTILINE)}
+    changed = recap(out)
     assert set(changed) >= {"thor-01", "thor-02", "thor-03", "thor-04"}
     assert all(count == 0 for count in changed.values()), changed

@@ -62,3 +62,26 @@ def test_a_unit_that_receives_nothing_is_left_to_the_rounds_naming_where_it_stan
 def test_aria2_without_a_download_is_named():
     result = action([[[]]]).run(task_vars={})
     assert "has no download" in result["msg"] and not result["complete"]
+
+
+def test_the_swarms_total_is_printed_from_every_watched_units_figures(tmp_path, monkeypatch):
+    mb = 1000000
+    (tmp_path / "thor-01.json").write_text(
+        json.dumps({"done": mb, "total": mb, "speed": 0, "from_source": 600000, "from_peers": 400000})
+    )
+    lines = []
+    monkeypatch.setattr(cache_swarm.display, "display", lambda msg, **_kw: lines.append(msg))
+    peers = [{"ip": "10.0.0.1", "downloadSpeed": "1"}]
+    polls = [[status(0, mb), []], [status(mb // 2, mb), peers], [status(mb * 52 // 100, mb), peers]]
+    polls.append([status(mb, mb), peers])
+    plugin = action([[[status(0, mb)]], *polls])
+    plugin._task.args.update(progress_dir=str(tmp_path), swarm_every=3600)
+    plugin.run(task_vars={"inventory_hostname": "thor-02"})
+    # The first poll, then none for swarm_every, but the one at which this unit completes.
+    assert [line for line in lines if line.startswith("swarm:")] == [
+        "swarm: 1 of 2 units complete, 1.0 of 2.0 MB, 0.0 MB/s; from the source 0.6 MB, from peers 0.4 MB",
+        "swarm: 2 of 2 units complete, 2.0 of 2.0 MB, 0.0 MB/s; from the source 1.6 MB, from peers 0.4 MB",
+    ]
+    # Per unit: a line at 0%, 50% and 100%, not one per poll.
+    mine = [line.split("%")[0] for line in lines if line.startswith("thor-02")]
+    assert mine == ["thor-02:   0.0", "thor-02:  50.0", "thor-02: 100.0"]
