@@ -11,6 +11,8 @@ import hashlib
 import os
 import shutil
 
+from ansible_collections.thorfleet.llm.plugins.module_utils._cache_tree import local_path
+
 # Pieces between 256 KiB and 16 MiB, about this many for the payload: few enough for a small .torrent and tracker
 # traffic, many enough that a peer has something to trade early.
 PIECES = 1500
@@ -96,11 +98,6 @@ def name(manifest):
     for key, size in payload(manifest)[0]:
         digest.update(f"{key}\0{size}\0{manifest[key]['sha256']}\n".encode())
     return "thorfleet-cache-" + digest.hexdigest()[:16]
-
-
-def local_path(trees, key):
-    tree, _slash, rel = key.partition("/")
-    return os.path.join(trees[tree], rel)
 
 
 def staging(root, manifest, trees):

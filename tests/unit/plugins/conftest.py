@@ -1,12 +1,19 @@
-"""The collection's modules run as Ansible runs them, against a fake proxy in place of `open_url`."""
+"""The collection's modules run as Ansible runs them, against a fake proxy in place of `open_url`; the model cache's
+trees, and a real rsync daemon on loopback serving them."""
 
 import json
+import os
+import shutil
+import socket
+import subprocess
+import time
 
 import pytest
 from ansible.module_utils import _internal as module_utils_internal
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.thorfleet.llm.plugins.module_utils import _litellm as litellm_utils
 from ansible_collections.thorfleet.llm.plugins.modules import litellm_key
+from thorsim.hfcache import make_model
 
 from .litellm_fake import API_URL, MASTER_KEY, FakeLiteLLM
 
@@ -46,3 +53,41 @@ def run_module(fake, capsys, monkeypatch):
         return result
 
     return run
+
+
+@pytest.fixture
+def source_trees(tmp_path):
+    """A cache source's trees by name: a Hugging Face hub cache of one model (links in snapshots/), a vLLM cache."""
+    hub = tmp_path / "src" / "hf"
+    make_model(hub / "hub", "openai/gpt-oss-120b", {"config.json": b"{}", "model.safetensors": os.urandom(300_000)})
+    (tmp_path / "src" / "vc" / "torch_compile_cache").mkdir(parents=True)
+    (tmp_path / "src" / "vc" / "torch_compile_cache" / "graph.py").write_text("# graph\n")
+    return {"huggingface": str(hub), "vllm_cache": str(tmp_path / "src" / "vc")}
+
+
+@pytest.fixture
+def rsync_daemon(tmp_path, source_trees):
+    """rsync --daemon on 127.0.0.1, serving the source trees read-only as the role configures it."""
+    if not shutil.which("rsync"):
+        pytest.skip("rsync is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    modules = "".join(f"[{name}]\npath = {path}\n" for name, path in source_trees.items())
+    conf = tmp_path / "rsyncd.conf"
+    conf.write_text(f"address = 127.0.0.1\nport = {port}\nuse chroot = no\nread only = yes\n{modules}")
+    proc = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={conf}"])
+    for _poll in range(50):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield f"rsync://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait()
+
+
+@pytest.fixture
+def unit_trees(tmp_path):
+    """A unit's trees, by the source's names; not made."""
+    return {"huggingface": str(tmp_path / "unit" / "hf"), "vllm_cache": str(tmp_path / "unit" / "vc")}
