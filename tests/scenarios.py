@@ -81,6 +81,8 @@ def one(scenario: str) -> tuple[int, dict[str, str], list[str]]:
     for log in logs:
         log.unlink(missing_ok=True)
     env = {**os.environ, "MOLECULE_EPHEMERAL_DIRECTORY": str(ephemeral), "THORFLEET_PLAYBOOK_LOG": str(logs[1])}
+    # Each test's time in molecule.log: where a scenario's minutes go, for keeping the suite in its budget.
+    env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} --durations=0".strip()
     try:
         rc = run(["molecule", "destroy", "-s", scenario], logs[0], env)
         rc = rc or run(["molecule", "test", "-s", scenario, "--destroy", "never"], logs[0], env)

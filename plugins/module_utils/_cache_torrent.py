@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 
-from ansible_collections.thorfleet.llm.plugins.module_utils._cache_tree import local_path
+from ansible_collections.thorfleet.llm.plugins.module_utils._cache_tree import local_path, remove
 
 # Pieces between 256 KiB and 16 MiB, about this many for the payload: few enough for a small .torrent and tracker
 # traffic, many enough that a peer has something to trade early.
@@ -147,15 +146,12 @@ def act(steps, make):
     """Carry out plan()'s steps; `make(path)` writes the .torrent there (mktorrent, by the module)."""
     for verb, argument in steps:
         if verb == "remove":
-            if os.path.isdir(argument) and not os.path.islink(argument):
-                shutil.rmtree(argument)
-            else:
-                os.remove(argument)
+            remove(argument)
         elif verb == "link":
             path, target = argument
             os.makedirs(os.path.dirname(path), exist_ok=True)
             if os.path.lexists(path):
-                os.remove(path)
+                remove(path)
             os.symlink(target, path)
         elif verb == "make":
             make(argument)

@@ -80,7 +80,8 @@ class Image:
 
 # What a Thor unit needs from its OS for this collection: systemd, a Docker engine (Jetson units
 # run Docker's packages; Debian's docker.io is the offline equivalent), python3 with requests for
-# community.docker's modules, rsync for the model cache, iproute2 for tc, sshd and sudo (Ansible
+# community.docker's modules, rsync, aria2 and mktorrent for the model cache (a unit's own archive has them; a
+# scenario removes aria2 from a unit to install it the real way), iproute2 for tc, sshd and sudo (Ansible
 # reaches a unit over SSH as an ordinary user and becomes root, as on JetPack), and busybox-static
 # to make the few-megabyte probe image from.
 BASE = Image(
@@ -91,6 +92,8 @@ BASE = Image(
         "dbus",
         "docker.io",
         "rsync",
+        "aria2",
+        "mktorrent",
         "python3",
         "python3-requests",
         "iproute2",

@@ -71,64 +71,8 @@ def recap(out):
     return {m[0]: int(m[1]) for m in re.findall(r"^(\S+)\s+:.*changed=(\d+)", out, re.MULTILINE)}
 
 
-def test_source_is_a_few_hundred_mb_in_the_hub_layout_with_relative_links():
-    manifest = source_manifest()
-    links = [k for k, v in manifest.items() if v.startswith("-> ../../blobs/")]
-    shards = [k for k in links if re.search(r"model-\d{5}-of-\d{5}\.safetensors$", k)]
-    assert len(shards) >= 4
-    assert any(k.startswith("vllm_cache/torch_compile_cache/") for k in manifest)
-    size = sum(p.stat().st_size for p in SOURCE.rglob("*") if p.is_file() and not p.is_symlink())
-    assert size > 200 * 1024 * 1024
-
-
-def test_every_unit_holds_exactly_the_source(host):
-    manifest = unit_manifest(host)
-    assert manifest == source_manifest()
-
-
-def test_a_second_run_moves_nothing():
-    report, changed = run_cache()
-    assert report["rounds"] == []
-    assert report["unfilled"] == []
-    assert set(changed) >= {"thor-01", "thor-02", "thor-03", "thor-04"}
-    assert all(count == 0 for count in changed.values()), changed
-
-
-@pytest.fixture
-def damaged():
-    """thor-03 with one shard deleted and another overwritten in place: same size, same mtime, other bytes."""
-    thor = unit("thor-03")
-    blobs = "/opt/thorfleet/data/models/huggingface/hub/models--openai--gpt-oss-120b/blobs"
-    files = thor.check_output(f"ls -S {blobs}").split()[:2]
-    deleted, corrupted = f"{blobs}/{files[0]}", f"{blobs}/{files[1]}"
-    size = thor.file(corrupted).size
-    mtime = thor.check_output(f"stat -c %Y {corrupted}")
-    thor.check_output(f"rm {deleted}")
-    thor.check_output(f"dd if=/dev/urandom of={corrupted} bs=4096 count=1 seek=10 conv=notrunc status=none")
-    thor.check_output(f"touch -d @{mtime} {corrupted}")
-    assert thor.file(corrupted).size == size
-    return thor, deleted, corrupted
-
-
-def test_a_re_run_repairs_a_deleted_and_a_corrupted_file(damaged):
-    thor, deleted, _corrupted = damaged
-    report, changed = run_cache()
-    assert [sorted(r["finished"]) for r in report["rounds"]] == [["thor-03"]]
-    moved = report["rounds"][0]["bytes"]
-    # The two files moved, nothing else: a shard is at most 64 MiB.
-    assert thor.file(deleted).size <= moved <= 2 * 64 * 1024 * 1024 + 1024 * 1024
-    assert changed["thor-03"] > 0
-    assert all(changed[name] == 0 for name in ("thor-01", "thor-02", "thor-04")), changed
-    assert unit_manifest(thor) == source_manifest()
-    again, changed = run_cache()
-    assert again["rounds"] == []
-    assert all(count == 0 for count in changed.values()), changed
-
-
 UNITS = ("thor-01", "thor-02", "thor-03", "thor-04")
 TORRENT = ("-e", "model_cache_strategy=torrent")
-# Every host's aria2 at 40 MB/s each way: the source alone would take four times a copy's time to fill four units.
-LIMITED = ("-e", "model_cache_torrent_rate_limit=40M")
 PORTS = {6969: "tracker", 6881: "aria2", 6800: "aria2 RPC"}
 LISTENING = """
 import sys
@@ -163,29 +107,87 @@ def assert_nothing_left_running():
         assert ports == "", f"{name} still listens on {ports}"
 
 
-def test_the_swarm_fills_every_unit_with_links_as_links_and_stops():
-    for name in UNITS:
-        wipe(unit(name))
-    source = unit("cache_source")
-    sent = counter(source, "tx")
-    output = []
-    report, changed = run_cache(*TORRENT, *LIMITED, output=output)
-    sent = counter(source, "tx") - sent
-    assert report["strategy"] == "torrent" and report["rounds"] == [] and report["unfilled"] == []
-    assert sorted(report["swarm"]) == list(UNITS)
-    assert all(unit_report["complete"] for unit_report in report["swarm"].values()), report["swarm"]
-    assert all(changed[name] > 0 for name in UNITS), changed
-    for name in UNITS:
-        thor = unit(name)
-        assert unit_manifest(thor) == source_manifest(), name
-        # Links as links (the manifest says so), and none dangling.
-        assert thor.check_output(f"find {TREES['models/huggingface']} -xtype l") == "", name
-    # Units fed each other: the source sent well under the four copies it would send alone.
+def test_source_is_a_few_hundred_mb_in_the_hub_layout_with_relative_links():
+    manifest = source_manifest()
+    links = [k for k, v in manifest.items() if v.startswith("-> ../../blobs/")]
+    shards = [k for k in links if re.search(r"model-\d{5}-of-\d{5}\.safetensors$", k)]
+    assert len(shards) >= 4
+    assert any(k.startswith("vllm_cache/torch_compile_cache/") for k in manifest)
+    size = sum(p.stat().st_size for p in SOURCE.rglob("*") if p.is_file() and not p.is_symlink())
+    assert size > 200 * 1024 * 1024
+
+
+def test_every_unit_holds_exactly_the_source(host):
+    manifest = unit_manifest(host)
+    assert manifest == source_manifest()
+    # Links as links (the manifest says so), and none dangling.
+    assert host.check_output(f"find {TREES['models/huggingface']} -xtype l") == ""
+
+
+def test_the_swarm_filled_the_units_from_each_other_and_stopped():
+    """Converge filled four empty units by the swarm. The source's interface has carried nothing else of size since
+    it started, and each unit's nothing but its copy: counted by the kernel, not by the collection."""
+    sent = counter(unit("cache_source"), "tx")
+    received = [counter(unit(name), "rx") for name in UNITS]
+    assert all(payload() <= count < payload() * 1.2 for count in received), (received, payload())
+    # Alone, the source would have sent four copies; the units sent each other most of theirs.
     assert sent < 2.5 * payload(), (sent, payload())
-    assert sum(unit_report["from_peers"] for unit_report in report["swarm"].values()) > payload() / 2, report["swarm"]
-    assert "swarm: 4 of 4 units complete" in output[0]
-    assert re.search(r"^thor-0\d: 100\.0% of \d+\.\d MB", output[0], re.MULTILINE)
+    assert unit("thor-04").exists("aria2c")
     assert_nothing_left_running()
+
+
+def test_a_second_run_moves_nothing():
+    report, changed = run_cache()
+    assert report["rounds"] == []
+    assert report["unfilled"] == []
+    assert set(changed) >= {"thor-01", "thor-02", "thor-03", "thor-04"}
+    assert all(count == 0 for count in changed.values()), changed
+
+
+@pytest.fixture
+def damaged():
+    """thor-03 with one shard deleted and another overwritten in place: same size, same mtime, other bytes."""
+    thor = unit("thor-03")
+    blobs = "/opt/thorfleet/data/models/huggingface/hub/models--openai--gpt-oss-120b/blobs"
+    files = thor.check_output(f"ls -S {blobs}").split()[:2]
+    deleted, corrupted = f"{blobs}/{files[0]}", f"{blobs}/{files[1]}"
+    size = thor.file(corrupted).size
+    mtime = thor.check_output(f"stat -c %Y {corrupted}")
+    thor.check_output(f"rm {deleted}")
+    thor.check_output(f"dd if=/dev/urandom of={corrupted} bs=4096 count=1 seek=10 conv=notrunc status=none")
+    thor.check_output(f"touch -d @{mtime} {corrupted}")
+    assert thor.file(corrupted).size == size
+    return thor, deleted, corrupted
+
+
+def changed_tasks(out):
+    """{host: names of the tasks that changed it}; a task delegated to the source counts for the unit that ran it."""
+    found, task = {}, None
+    for line in out.splitlines():
+        if line.startswith("TASK ["):
+            task = line[len("TASK [") : line.rindex("]")].split(" : ", 1)[-1]
+        elif line.startswith("changed: ["):
+            found.setdefault(line[len("changed: [") :].split("]")[0].split(" ")[0], []).append(task)
+    return found
+
+
+def test_a_re_run_repairs_a_deleted_and_a_corrupted_file(damaged):
+    """By the tree cascade: the first tree run on these units (converge was the swarm) writes its daemons' settings."""
+    thor, deleted, _corrupted = damaged
+    output = []
+    report, changed = run_cache(output=output)
+    assert [sorted(r["finished"]) for r in report["rounds"]] == [["thor-03"]]
+    moved = report["rounds"][0]["bytes"]
+    # The two files moved, nothing else: a shard is at most 64 MiB.
+    assert thor.file(deleted).size <= moved <= 2 * 64 * 1024 * 1024 + 1024 * 1024
+    assert changed["thor-03"] > 0
+    daemon = {"Configure the cache daemon", "Install the cache daemon's unit"}
+    tasks = changed_tasks(output[0])
+    assert all(set(tasks.get(name, [])) <= daemon for name in ("thor-01", "thor-02", "thor-04")), tasks
+    assert unit_manifest(thor) == source_manifest()
+    again, changed = run_cache()
+    assert again["rounds"] == []
+    assert all(count == 0 for count in changed.values()), changed
 
 
 def test_a_re_run_after_the_swarm_starts_no_torrent():
@@ -234,10 +236,13 @@ def test_an_air_gapped_unit_installs_aria2_from_the_sources_debs_and_a_corrupted
     corrupted = f"{blobs}/{damaged.check_output(f'ls -S {blobs}').split()[0]}"
     damaged.check_output(f"sudo dd if=/dev/urandom of={corrupted} bs=4096 count=1 seek=10 conv=notrunc status=none")
     try:
-        report, changed = run_cache(*TORRENT, "-e", "model_cache_torrent_debs=/srv/debs")
+        output = []
+        report, changed = run_cache(*TORRENT, "-e", "model_cache_torrent_debs=/srv/debs", output=output)
     finally:
         airgapped.check_output("sudo mv /root/sources.list /etc/apt/")
     assert airgapped.exists("aria2c")
+    assert "swarm: 4 of 4 units complete" in output[0]
+    assert re.search(r"^thor-03: 100\.0% of \d+\.\d MB, [\d.]+ MB/s; from the source", output[0], re.MULTILINE)
     assert unit_manifest(damaged) == source_manifest()
     assert unit_manifest(airgapped) == source_manifest()
     # Only the damaged piece moved (a piece is at most 16 MiB), not the file.
