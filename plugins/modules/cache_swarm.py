@@ -15,9 +15,10 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
 description:
-  - Polls the unit's aria2 over its RPC on loopback, through C(ansible.builtin.uri) on the unit, every O(interval)
-    seconds, and prints a line for the unit at each tenth of the way (percent, speed, bytes from the source and from the other
-    units, bytes sent to them), until the download is complete.
+  - Polls the unit's aria2 over its RPC on loopback every O(interval) seconds, with one short C(python3) command
+    on the unit over Ansible's open connection (no module run per poll), and prints a line for the unit at each
+    tenth of the way (percent, speed, bytes from the source and from the other units, bytes sent to them), until
+    the download is complete.
   - aria2 reports each peer's speed, not the bytes it sent; the bytes received between two polls are shared between
     the source and the other units in proportion to those speeds, so RV(from_source) and RV(from_peers) are close
     estimates whose sum is exact.

@@ -197,33 +197,25 @@ def test_a_re_run_after_the_swarm_starts_no_torrent():
     assert_nothing_left_running()
 
 
-def test_a_download_cut_half_way_resumes_on_the_next_run():
-    thor = unit("thor-02")
-    wipe(thor)
+def test_a_cut_download_resumes_an_air_gapped_unit_installs_aria2_and_a_corrupted_blob_loses_one_piece():
+    """One run after a cut-off repairs four units four ways: thor-02 resumes the download it was cut in, thor-04
+    (no archive, no aria2) installs aria2 from the source's .deb files, thor-03 re-fetches one corrupted piece, and
+    thor-01, which lost a file and whose BitTorrent port is closed, gives the swarm up and pulls it by rsync."""
+    cut, airgapped, damaged, source = unit("thor-02"), unit("thor-04"), unit("thor-03"), unit("cache_source")
+    walled = unit("thor-01")
     blobs = f"{TREES['models/huggingface']}/hub/models--openai--gpt-oss-120b/blobs"
-    slow = ("-e", "model_cache_torrent_rate_limit=12M")
+    wipe(cut)
 
     def half_way():
-        held = thor.run(f"du -s --block-size=1 {blobs}")
+        held = cut.run(f"du -s --block-size=1 {blobs}")
         return held.rc == 0 and int(held.stdout.split()[0]) > payload() / 2
 
-    playbook_cut("cache", *TORRENT, *slow, when=half_way)
+    playbook_cut("cache", *TORRENT, "-e", "model_cache_torrent_rate_limit=12M", when=half_way)
     # The controller is gone; the hosts lose power too (nothing is stopped in order).
+    services = "thorfleet-model-cache-torrent thorfleet-model-cache-tracker"
     for name in (*UNITS, "cache_source"):
-        unit(name).run("sudo systemctl kill --signal=KILL thorfleet-model-cache-torrent thorfleet-model-cache-tracker")
-    received = counter(thor, "rx")
-    report, _changed = run_cache(*TORRENT)
-    received = counter(thor, "rx") - received
-    assert unit_manifest(thor) == source_manifest()
-    assert sorted(report["swarm"]) == list(UNITS) and report["rounds"] == []
-    # What it held was checked and kept: under half the payload moved again.
-    assert report["swarm"]["thor-02"]["bytes"] < payload() / 2, report["swarm"]["thor-02"]
-    assert received < payload() / 2 + 16 * 1024 * 1024, (received, payload())
-    assert_nothing_left_running()
-
-
-def test_an_air_gapped_unit_installs_aria2_from_the_sources_debs_and_a_corrupted_blob_is_repaired():
-    source, airgapped, damaged = unit("cache_source"), unit("thor-04"), unit("thor-03")
+        # Stopped as well, or systemd would start the killed aria2 again (Restart=on-failure).
+        unit(name).run(f"sudo systemctl kill --signal=KILL {services}; sudo systemctl stop {services}")
     # What the README tells an operator to do, on a host of the units' release that reaches an archive.
     source.check_output(
         "sudo mkdir -p /srv/debs && cd /srv/debs && sudo apt-get download $(apt-cache depends --recurse"
@@ -232,22 +224,38 @@ def test_an_air_gapped_unit_installs_aria2_from_the_sources_debs_and_a_corrupted
     airgapped.check_output("sudo apt-get purge --yes aria2 libaria2-0 && sudo apt-get autoremove --yes")
     # No archive, and no lists of one.
     airgapped.check_output("sudo mv /etc/apt/sources.list /root/ && sudo find /var/lib/apt/lists -type f -delete")
-    blobs = f"{TREES['models/huggingface']}/hub/models--openai--gpt-oss-120b/blobs"
     corrupted = f"{blobs}/{damaged.check_output(f'ls -S {blobs}').split()[0]}"
     damaged.check_output(f"sudo dd if=/dev/urandom of={corrupted} bs=4096 count=1 seek=10 conv=notrunc status=none")
+    lost = f"{blobs}/{walled.check_output(f'ls -S {blobs}').split()[-1]}"
+    walled.check_output(f"sudo rm {lost}")
+    wall = "-p tcp --dport 6881 -j DROP"
+    walled.check_output(f"sudo iptables -I INPUT {wall} && sudo iptables -I OUTPUT {wall}")
+    received = counter(cut, "rx")
+    output = []
     try:
-        output = []
-        report, changed = run_cache(*TORRENT, "-e", "model_cache_torrent_debs=/srv/debs", output=output)
+        report, changed = run_cache(
+            *TORRENT, "-e", "model_cache_torrent_debs=/srv/debs", "-e", "model_cache_timeout=10", output=output
+        )
     finally:
         airgapped.check_output("sudo mv /root/sources.list /etc/apt/")
+        walled.check_output(f"sudo iptables -D INPUT {wall} && sudo iptables -D OUTPUT {wall}")
+    received = counter(cut, "rx") - received
+    for thor in (cut, airgapped, damaged, walled):
+        assert unit_manifest(thor) == source_manifest()
+    assert sorted(report["swarm"]) == list(UNITS)
+    assert (
+        not report["swarm"]["thor-01"]["complete"] and "received nothing for 10 s" in report["swarm"]["thor-01"]["msg"]
+    )
+    assert [sorted(r["finished"]) for r in report["rounds"]] == [["thor-01"]]
+    # What thor-02 held was checked and kept: under half the payload moved again.
+    assert report["swarm"]["thor-02"]["bytes"] < payload() / 2, report["swarm"]["thor-02"]
+    assert received < payload() / 2 + 16 * 1024 * 1024, (received, payload())
     assert airgapped.exists("aria2c")
-    assert "swarm: 4 of 4 units complete" in output[0]
-    assert re.search(r"^thor-03: 100\.0% of \d+\.\d MB, [\d.]+ MB/s; from the source", output[0], re.MULTILINE)
-    assert unit_manifest(damaged) == source_manifest()
-    assert unit_manifest(airgapped) == source_manifest()
     # Only the damaged piece moved (a piece is at most 16 MiB), not the file.
     assert 0 < report["swarm"]["thor-03"]["bytes"] <= 16 * 1024 * 1024, report["swarm"]["thor-03"]
     assert changed["thor-04"] > 0 and changed["thor-03"] > 0
+    assert "swarm: 4 of 4 units complete" in output[0]
+    assert re.search(r"^thor-03: 100\.0% of \d+\.\d MB, [\d.]+ MB/s; from the source", output[0], re.MULTILINE)
     assert_nothing_left_running()
 
 

@@ -1,4 +1,4 @@
-"""cache_swarm: the wait on a unit's aria2, over a stand-in for the uri calls it makes on the unit (the role's
+"""cache_swarm: the wait on a unit's aria2, over a stand-in for the commands it runs on the unit (the role's
 torrent run uses the real aria2 on simulated units)."""
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ def action(answers):
     plugin = cache_swarm.ActionModule(task, connection, MagicMock(), MagicMock(), MagicMock())
     plugin.calls = []
 
-    def execute(module_name, module_args, task_vars):
-        plugin.calls.append(module_args["body"]["params"][0])
-        return {"content": json.dumps({"result": [[result] for result in answers.pop(0)]})}
+    def execute(cmd, in_data, sudoable):
+        assert cmd.startswith("python3 -c ") and cmd.endswith(" http://127.0.0.1:6800/jsonrpc") and not sudoable
+        plugin.calls.append(json.loads(in_data)["params"][0])
+        return {"rc": 0, "stdout": json.dumps({"result": [[result] for result in answers.pop(0)]}), "stderr": ""}
 
-    plugin._execute_module = execute
+    plugin._low_level_execute_command = execute
     return plugin
 
 
@@ -85,3 +86,28 @@ def test_the_swarms_total_is_printed_from_every_watched_units_figures(tmp_path, 
     # Per unit: a line at 0%, 50% and 100%, not one per poll.
     mine = [line.split("%")[0] for line in lines if line.startswith("thor-02")]
     assert mine == ["thor-02:   0.0", "thor-02:  50.0", "thor-02: 100.0"]
+
+
+def test_the_client_it_runs_on_the_unit_posts_stdin_and_prints_the_answer(tmp_path):
+    """CLIENT itself, against a real HTTP server on loopback."""
+    import http.server
+    import subprocess
+    import threading
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json-rpc")
+            self.end_headers()
+            self.wfile.write(json.dumps({"got": json.loads(body), "type": self.headers["Content-Type"]}).encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/jsonrpc"
+    out = subprocess.run(["python3", "-c", cache_swarm.CLIENT, url], input='{"id": 1}', capture_output=True, text=True)
+    server.server_close()
+    assert json.loads(out.stdout) == {"got": {"id": 1}, "type": "application/json"}
