@@ -26,7 +26,7 @@ def action(answers):
     plugin.calls = []
 
     def execute(cmd, in_data, sudoable):
-        assert cmd.startswith("python3 -c ") and cmd.endswith(" http://127.0.0.1:6800/jsonrpc") and not sudoable
+        assert cmd.startswith("python3 -c ") and cmd.endswith(" 6800") and not sudoable
         plugin.calls.append(json.loads(in_data)["params"][0])
         return {"rc": 0, "stdout": json.dumps({"result": [[result] for result in answers.pop(0)]}), "stderr": ""}
 
@@ -100,14 +100,17 @@ def test_the_client_it_runs_on_the_unit_posts_stdin_and_prints_the_answer(tmp_pa
             self.send_response(200)
             self.send_header("Content-Type", "application/json-rpc")
             self.end_headers()
-            self.wfile.write(json.dumps({"got": json.loads(body), "type": self.headers["Content-Type"]}).encode())
+            answer = {"got": json.loads(body), "path": self.path, "type": self.headers["Content-Type"]}
+            self.wfile.write(json.dumps(answer).encode())
 
         def log_message(self, *args):
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
     threading.Thread(target=server.handle_request, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/jsonrpc"
-    out = subprocess.run(["python3", "-c", cache_swarm.CLIENT, url], input='{"id": 1}', capture_output=True, text=True)
+    port = str(server.server_port)
+    out = subprocess.run(
+        ["python3", "-c", cache_swarm.CLIENT, port], input='{"id": 1}', capture_output=True, text=True, check=True
+    )
     server.server_close()
-    assert json.loads(out.stdout) == {"got": {"id": 1}, "type": "application/json"}
+    assert json.loads(out.stdout) == {"got": {"id": 1}, "path": "/jsonrpc", "type": "application/json"}
