@@ -157,6 +157,10 @@ def act(steps, make):
             make(argument)
 
 
+# The largest piece (piece_log2's bound): bytes arrive piece by piece.
+SLACK = 16 * 1024 * 1024
+
+
 class Progress:
     """One unit's download as its aria2 reports it at each poll: how far, how fast, and where its bytes came from.
     aria2 counts what a download received in all, and each peer's speed only: the bytes received between two polls
@@ -170,6 +174,7 @@ class Progress:
         self.from_source = 0.0
         self.from_peers = 0.0
         self.share = 0.0
+        self.held = 0
         self.status = {}
 
     def update(self, now, status, peers):
@@ -182,13 +187,19 @@ class Progress:
         if self.first is None or "verifiedLength" in status or status.get("verifyIntegrityPending") == "true":
             self.first = (now, done)
         elif done > self.last[1]:
-            speeds = [(peer.get("ip") == self.source_ip, int(peer.get("downloadSpeed", 0))) for peer in peers]
-            total = sum(speed for _source, speed in speeds)
-            if total:
-                self.share = sum(speed for source, speed in speeds if source) / total
             received = done - self.last[1]
-            self.from_source += received * self.share
-            self.from_peers += received * (1 - self.share)
+            # A check that ended between two polls shows only as a jump: more than twice what the speeds aria2
+            # reported could bring in the time (a piece of slack) was found on disk, not received.
+            fastest = max(int(status.get("downloadSpeed", 0)), int(self.status.get("downloadSpeed", 0)))
+            if received > 2 * fastest * (now - self.last[0]) + SLACK:
+                self.held += received
+            else:
+                speeds = [(peer.get("ip") == self.source_ip, int(peer.get("downloadSpeed", 0))) for peer in peers]
+                total = sum(speed for _source, speed in speeds)
+                if total:
+                    self.share = sum(speed for source, speed in speeds if source) / total
+                self.from_source += received * self.share
+                self.from_peers += received * (1 - self.share)
         self.last = (now, done)
         self.status = status
 
@@ -229,7 +240,7 @@ class Progress:
         ended, done = self.last or (0.0, 0)
         return {
             "complete": self.complete,
-            "bytes": done - done_at_start,
+            "bytes": done - done_at_start - self.held,
             "seconds": round(ended - started, 1),
             "from_source": int(self.from_source),
             "from_peers": int(self.from_peers),

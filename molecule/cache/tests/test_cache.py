@@ -206,9 +206,12 @@ def test_a_cut_download_resumes_an_air_gapped_unit_installs_aria2_and_a_corrupte
     blobs = f"{TREES['models/huggingface']}/hub/models--openai--gpt-oss-120b/blobs"
     wipe(cut)
 
+    def held():
+        found = cut.run(f"du -s --block-size=1 {TREES['models/huggingface']}")
+        return int(found.stdout.split()[0]) if found.rc == 0 else 0
+
     def half_way():
-        held = cut.run(f"du -s --block-size=1 {blobs}")
-        return held.rc == 0 and int(held.stdout.split()[0]) > payload() / 2
+        return held() > payload() / 2
 
     playbook_cut("cache", *TORRENT, "-e", "model_cache_torrent_rate_limit=12M", when=half_way)
     # The controller is gone; the hosts lose power too (nothing is stopped in order).
@@ -216,6 +219,7 @@ def test_a_cut_download_resumes_an_air_gapped_unit_installs_aria2_and_a_corrupte
     for name in (*UNITS, "cache_source"):
         # Stopped as well, or systemd would start the killed aria2 again (Restart=on-failure).
         unit(name).run(f"sudo systemctl kill --signal=KILL {services}; sudo systemctl stop {services}")
+    lacking = payload() - held()
     # What the README tells an operator to do, on a host of the units' release that reaches an archive.
     source.check_output(
         "sudo mkdir -p /srv/debs && cd /srv/debs && sudo apt-get download $(apt-cache depends --recurse"
@@ -247,9 +251,11 @@ def test_a_cut_download_resumes_an_air_gapped_unit_installs_aria2_and_a_corrupte
         not report["swarm"]["thor-01"]["complete"] and "received nothing for 10 s" in report["swarm"]["thor-01"]["msg"]
     )
     assert [sorted(r["finished"]) for r in report["rounds"]] == [["thor-01"]]
-    # What thor-02 held was checked and kept: under half the payload moved again.
-    assert report["swarm"]["thor-02"]["bytes"] < payload() / 2, report["swarm"]["thor-02"]
-    assert received < payload() / 2 + 16 * 1024 * 1024, (received, payload())
+    # What thor-02 held was checked and kept: what it lacked moved (within a piece per file being written at the
+    # cut, and the protocol's own bytes), not the payload again.
+    slack = 4 * 16 * 1024 * 1024
+    assert report["swarm"]["thor-02"]["bytes"] < lacking + slack < payload(), (report["swarm"]["thor-02"], lacking)
+    assert received < lacking + slack, (received, lacking)
     assert airgapped.exists("aria2c")
     # Only the damaged piece moved (a piece is at most 16 MiB), not the file.
     assert 0 < report["swarm"]["thor-03"]["bytes"] <= 16 * 1024 * 1024, report["swarm"]["thor-03"]

@@ -136,3 +136,16 @@ def test_what_a_unit_held_already_is_checked_not_received():
     progress.update(3.0, {"completedLength": "1000", "totalLength": "1000"}, [])
     assert progress.result()["bytes"] == 700
     assert (progress.from_source, progress.from_peers) == (700.0, 0.0)
+
+
+def test_a_check_that_ended_between_two_polls_is_not_counted_as_received():
+    """As seen on a unit resuming a download cut at 56%: 0% at one poll, 56% at the next, no speed at either."""
+    mb = 1000000
+    progress = Progress("10.0.0.1")
+    progress.update(0.0, {"completedLength": "0", "totalLength": str(300 * mb), "downloadSpeed": "0"}, [])
+    progress.update(2.0, {"completedLength": str(168 * mb), "totalLength": str(300 * mb), "downloadSpeed": "0"}, [])
+    fast = {"totalLength": str(300 * mb), "downloadSpeed": str(100 * mb)}
+    progress.update(3.0, {**fast, "completedLength": str(250 * mb)}, [{"ip": "10.0.0.3", "downloadSpeed": "5"}])
+    progress.update(4.0, {**fast, "completedLength": str(300 * mb)}, [])
+    assert progress.result()["bytes"] == 132 * mb
+    assert (progress.from_source, progress.from_peers) == (0.0, 132.0 * mb)
