@@ -185,18 +185,20 @@ def chat(address: str, key: str, max_tokens: int = 4, stream: bool = False) -> d
 
 
 class RequestStream:
-    """Per unit, one streaming request after another and short requests in a loop, each one recorded."""
+    """Per unit, two streaming requests one after another, half a stream apart (so that one is always past its first
+    token when a drain begins, not between two), and short requests in a loop, each one recorded."""
 
     def __init__(self, addresses: dict, keys: dict):
         self.records: list[dict] = []
         self.stop = threading.Event()
         self.threads = [
-            threading.Thread(target=self._run, args=(unit, addresses[unit], keys[unit], stream), daemon=True)
+            threading.Thread(target=self._run, args=(unit, addresses[unit], keys[unit], stream, offset), daemon=True)
             for unit in UNITS
-            for stream in (True, False)
+            for stream, offset in ((True, 0.0), (True, 1.5), (False, 0.0))
         ]
 
-    def _run(self, unit: str, address: str, key: str, stream: bool) -> None:
+    def _run(self, unit: str, address: str, key: str, stream: bool, offset: float) -> None:
+        self.stop.wait(offset)
         while not self.stop.is_set():
             record = chat(address, key, STREAM_TOKENS if stream else 4, stream)
             self.records.append({**record, "unit": unit})
