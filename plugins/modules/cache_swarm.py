@@ -85,7 +85,7 @@ complete:
   type: bool
   returned: always
 bytes:
-  description: Bytes the unit received while it was watched, not counting what it held already (checked piece by piece).
+  description: Bytes the unit received while it was watched, less what aria2's check found it held already. An estimate: aria2 reports the two as one figure, and a check that ends between two polls on a link faster than the speeds reported is counted as received.
   type: int
   returned: always
 seconds:
