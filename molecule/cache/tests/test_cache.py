@@ -260,7 +260,8 @@ def test_a_cut_download_resumes_an_air_gapped_unit_installs_aria2_and_a_corrupte
     # Only the damaged piece moved (256 KiB at this size; with Ansible's own bytes), not the shard (64 MB).
     assert received["thor-03"] < 24 * 1024 * 1024, received
     assert changed["thor-04"] > 0 and changed["thor-03"] > 0
-    assert "swarm: 4 of 4 units complete" in output[0]
+    # thor-01 gave the swarm up: the last total counts the other three complete.
+    assert "swarm: 3 of 4 units complete" in output[0]
     assert re.search(r"^thor-03: 100\.0% of \d+\.\d MB, [\d.]+ MB/s; from the source", output[0], re.MULTILINE)
     assert_nothing_left_running()
 
