@@ -23,16 +23,20 @@ ARGUMENT_SPEC = {
     "rpc_port": {"type": "int", "default": 6800},
     "secret": {"type": "str", "required": True, "no_log": True},
     "source_ip": {"type": "str", "required": True},
+    "interface": {"type": "str", "required": True},
     "interval": {"type": "float", "default": 2.0},
     "stall_timeout": {"type": "int", "default": 300},
     "progress_dir": {"type": "path"},
     "swarm_every": {"type": "float", "default": 10.0},
 }
-# Runs on the unit: POST stdin to aria2's RPC on loopback port argv[1], print the answer.
+# Runs on the unit: POST stdin to aria2's RPC on loopback port argv[1]; print its answer and what interface argv[2]
+# has received.
 CLIENT = (
-    "import sys, http.client as h; c = h.HTTPConnection('127.0.0.1', int(sys.argv[1]), timeout=30);"
+    "import sys, json, http.client as h; c = h.HTTPConnection('127.0.0.1', int(sys.argv[1]), timeout=30);"
     " c.request('POST', '/jsonrpc', sys.stdin.buffer.read(), {'Content-Type': 'application/json'});"
-    " r = c.getresponse(); sys.stdout.write(r.read().decode()); sys.exit(r.status != 200)"
+    " r = c.getresponse(); a = r.read().decode();"
+    " f = open('/sys/class/net/%s/statistics/rx_bytes' % sys.argv[2]);"
+    " sys.stdout.write(json.dumps({'answer': a, 'rx': int(f.read())})); sys.exit(r.status != 200)"
 )
 FIELDS = ["gid", "completedLength", "totalLength", "downloadSpeed", "uploadLength", "verifiedLength"]
 FIELDS.append("verifyIntegrityPending")
@@ -56,8 +60,9 @@ def swarm_line(units):
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
-    def _rpc(self, task_vars, port, calls):
-        """aria2's answers to `calls` ([method, params] each, the secret first in params), in one request."""
+    def _rpc(self, args, calls):
+        """aria2's answers to `calls` ([method, params] each, the secret first in params), in one request, and the
+        bytes the unit's interface has received."""
         body = {
             "jsonrpc": "2.0",
             "id": "thorfleet",
@@ -69,19 +74,20 @@ class ActionModule(ActionBase):
         # A one-line client over the connection already open costs a bare Python start. The secret goes on stdin,
         # not in the unit's process list.
         answer = self._low_level_execute_command(
-            f"python3 -c {shlex.quote(CLIENT)} {port}",
+            f"python3 -c {shlex.quote(CLIENT)} {args['rpc_port']} {shlex.quote(args['interface'])}",
             in_data=json.dumps(body),
             sudoable=False,
         )
         if answer["rc"] != 0:
             why = (answer["stderr"] or answer["stdout"])[-300:]
-            raise AnsibleActionFail(f"aria2 on this unit did not answer on 127.0.0.1:{port}: {why}")
+            raise AnsibleActionFail(f"aria2 on this unit did not answer on 127.0.0.1:{args['rpc_port']}: {why}")
+        reply = json.loads(answer["stdout"])
         # A failed call is a {code, message} where its answer was.
-        results = json.loads(answer["stdout"])["result"]
+        results = json.loads(reply["answer"])["result"]
         for result in results:
             if isinstance(result, dict) and "code" in result:
                 raise AnsibleActionFail(f"aria2 refused a call: {result.get('message')}")
-        return [result[0] for result in results]
+        return [result[0] for result in results], reply["rx"]
 
     def _swarm(self, args, host, progress):
         """Leave this unit's figures in progress_dir for the others, and print the swarm's total when nobody has for
@@ -116,14 +122,14 @@ class ActionModule(ActionBase):
         progress = Progress(args["source_ip"])
         # A unit the swarm could not fill is not failed here: the play verifies it and it falls back to the rounds.
         try:
-            self._watch(task_vars, args, host, progress)
+            self._watch(args, host, progress)
         except AnsibleActionFail as e:
             display.warning(f"{host}: {e}; it is verified, and pulls by rsync what it still lacks")
             result["msg"] = str(e)
         result.update(changed=False, **progress.result())
         return result
 
-    def _watch(self, task_vars, args, host, progress):
+    def _watch(self, args, host, progress):
         token = f"token:{args['secret']}"
         moved_at = time.monotonic()
         last_done = -1
@@ -131,18 +137,16 @@ class ActionModule(ActionBase):
         shown = None
         while True:
             if gid is None:
-                active = self._rpc(task_vars, args["rpc_port"], [["aria2.tellActive", [token, FIELDS]]])[0]
+                active = self._rpc(args, [["aria2.tellActive", [token, FIELDS]]])[0][0]
                 if not active:
                     raise AnsibleActionFail("aria2 on this unit has no download: its input or torrent is missing")
                 gid = active[0]["gid"]
             # One request, and one call on the unit, per poll.
-            status, peers = self._rpc(
-                task_vars,
-                args["rpc_port"],
-                [["aria2.tellStatus", [token, gid, FIELDS]], ["aria2.getPeers", [token, gid]]],
+            (status, peers), rx = self._rpc(
+                args, [["aria2.tellStatus", [token, gid, FIELDS]], ["aria2.getPeers", [token, gid]]]
             )
             now = time.monotonic()
-            progress.update(now, status, peers)
+            progress.update(now, status, peers, rx)
             # A line per unit at each tenth of the way, not per poll: sixty units print 600 lines, not thousands.
             if progress.complete or progress.tenth != shown:
                 shown = progress.tenth

@@ -158,14 +158,13 @@ def act(steps, make):
 
 
 # The largest piece (piece_log2's bound): bytes arrive piece by piece.
-SLACK = 16 * 1024 * 1024
-
-
 class Progress:
     """One unit's download as its aria2 reports it at each poll: how far, how fast, and where its bytes came from.
     aria2 counts what a download received in all, and each peer's speed only: the bytes received between two polls
     are shared between the source and the other units in proportion to the speeds they were sent at (at the last
-    speeds known where the peers sent nothing at that moment)."""
+    speeds known where the peers sent nothing at that moment). aria2 counts what its check of the files found on disk
+    (a download cut short) in the same figure: what the unit's fleet interface received between two polls bounds
+    what arrived, so a check that ends between two polls is counted as held, however fast the link."""
 
     def __init__(self, source_ip):
         self.source_ip = source_ip
@@ -175,32 +174,29 @@ class Progress:
         self.from_peers = 0.0
         self.share = 0.0
         self.held = 0
+        self.rx = None
         self.status = {}
 
-    def update(self, now, status, peers):
+    def update(self, now, status, peers, rx):
         """`status`: aria2's completedLength, totalLength, downloadSpeed and uploadLength (strings, as it sends them),
         and verifiedLength or verifyIntegrityPending while it checks the files;
-        `peers`: its getPeers answer (ip, downloadSpeed)."""
+        `peers`: its getPeers answer (ip, downloadSpeed); `rx`: the bytes the unit's fleet interface has received."""
         done = int(status.get("completedLength", 0))
-        # While aria2 checks what the unit held (a download cut short), what it finds is not received: counting
-        # starts when the check ends.
+        # While aria2 checks what the unit held, what it finds is not received: counting starts when the check ends.
         if self.first is None or "verifiedLength" in status or status.get("verifyIntegrityPending") == "true":
             self.first = (now, done)
         elif done > self.last[1]:
-            received = done - self.last[1]
-            # A check that ended between two polls shows only as a jump: more than twice what the speeds aria2
-            # reported could bring in the time (a piece of slack) was found on disk, not received.
-            fastest = max(int(status.get("downloadSpeed", 0)), int(self.status.get("downloadSpeed", 0)))
-            if received > 2 * fastest * (now - self.last[0]) + SLACK:
-                self.held += received
-            else:
-                speeds = [(peer.get("ip") == self.source_ip, int(peer.get("downloadSpeed", 0))) for peer in peers]
-                total = sum(speed for _source, speed in speeds)
-                if total:
-                    self.share = sum(speed for source, speed in speeds if source) / total
-                self.from_source += received * self.share
-                self.from_peers += received * (1 - self.share)
+            # The link's count includes packet headers and the poll itself, so it bounds the payload from above.
+            received = min(done - self.last[1], max(rx - self.rx, 0))
+            self.held += done - self.last[1] - received
+            speeds = [(peer.get("ip") == self.source_ip, int(peer.get("downloadSpeed", 0))) for peer in peers]
+            total = sum(speed for _source, speed in speeds)
+            if total:
+                self.share = sum(speed for source, speed in speeds if source) / total
+            self.from_source += received * self.share
+            self.from_peers += received * (1 - self.share)
         self.last = (now, done)
+        self.rx = rx
         self.status = status
 
     @property

@@ -51,6 +51,12 @@ options:
     description: The cache source's address on the fleet network, as the unit's peers list shows it.
     type: str
     required: true
+  interface:
+    description:
+      - The unit's interface on the fleet network. What it has received bounds what aria2 counts as arrived between
+        two polls, so that what aria2's check found on disk is not counted as received.
+    type: str
+    required: true
   interval:
     description: Seconds between polls.
     type: float
@@ -77,6 +83,7 @@ EXAMPLES = r"""
   thorfleet.llm.cache_swarm:
     secret: "{{ aria2_secret }}"
     source_ip: 10.0.0.1
+    interface: eth0
 """
 
 RETURN = r"""
@@ -85,7 +92,10 @@ complete:
   type: bool
   returned: always
 bytes:
-  description: Bytes the unit received while it was watched, less what aria2's check found it held already. An estimate: aria2 reports the two as one figure, and a check that ends between two polls on a link faster than the speeds reported is counted as received.
+  description:
+    - Bytes the unit received while it was watched, less what aria2's check found it held already.
+    - aria2 reports the two as one figure; what arrived between two polls is taken as at most what O(interface)
+      received in that time.
   type: int
   returned: always
 seconds:
