@@ -18,17 +18,20 @@ def test_documented_as_specified():
 
 
 def action(answers):
-    """The action over `answers`: one list of multicall results per uri call, in order; records the calls."""
-    task = MagicMock(args={"secret": "s3", "source_ip": "10.0.0.1", "interval": 0, "stall_timeout": 0}, async_val=0)
+    """The action over `answers`: one list of multicall results per poll, in order; records the calls. The unit's
+    interface receives a GB between two polls, more than any answer here moves."""
+    args = {"secret": "s3", "source_ip": "10.0.0.1", "interface": "eth0", "interval": 0, "stall_timeout": 0}
+    task = MagicMock(args=args, async_val=0)
     connection = MagicMock()
     connection._shell.tmpdir = None
     plugin = cache_swarm.ActionModule(task, connection, MagicMock(), MagicMock(), MagicMock())
     plugin.calls = []
 
     def execute(cmd, in_data, sudoable):
-        assert cmd.startswith("python3 -c ") and cmd.endswith(" 6800") and not sudoable
+        assert cmd.startswith("python3 -c ") and cmd.endswith(" 6800 eth0") and not sudoable
         plugin.calls.append(json.loads(in_data)["params"][0])
-        return {"rc": 0, "stdout": json.dumps({"result": [[result] for result in answers.pop(0)]}), "stderr": ""}
+        answer = json.dumps({"result": [[result] for result in answers.pop(0)]})
+        return {"rc": 0, "stdout": json.dumps({"answer": answer, "rx": 10**9 * len(plugin.calls)}), "stderr": ""}
 
     plugin._low_level_execute_command = execute
     return plugin
@@ -88,8 +91,8 @@ def test_the_swarms_total_is_printed_from_every_watched_units_figures(tmp_path, 
     assert mine == ["thor-02:   0.0", "thor-02:  50.0", "thor-02: 100.0"]
 
 
-def test_the_client_it_runs_on_the_unit_posts_stdin_and_prints_the_answer(tmp_path):
-    """CLIENT itself, against a real HTTP server on loopback."""
+def test_the_client_it_runs_on_the_unit_posts_stdin_and_prints_the_answer_and_what_the_interface_received(tmp_path):
+    """CLIENT itself, against a real HTTP server on loopback, reading loopback's counter."""
     import http.server
     import subprocess
     import threading
@@ -110,7 +113,9 @@ def test_the_client_it_runs_on_the_unit_posts_stdin_and_prints_the_answer(tmp_pa
     threading.Thread(target=server.handle_request, daemon=True).start()
     port = str(server.server_port)
     out = subprocess.run(
-        ["python3", "-c", cache_swarm.CLIENT, port], input='{"id": 1}', capture_output=True, text=True, check=True
+        ["python3", "-c", cache_swarm.CLIENT, port, "lo"], input='{"id": 1}', capture_output=True, text=True, check=True
     )
     server.server_close()
-    assert json.loads(out.stdout) == {"got": {"id": 1}, "path": "/jsonrpc", "type": "application/json"}
+    reply = json.loads(out.stdout)
+    assert json.loads(reply["answer"]) == {"got": {"id": 1}, "path": "/jsonrpc", "type": "application/json"}
+    assert reply["rx"] > len('{"id": 1}')
