@@ -96,11 +96,10 @@ def serving(
             proc.wait()
 
 
-@contextmanager
-def vllm_backend(workdir: Path) -> Iterator[str]:
-    """vllm-sim serving HF_REPO as SERVED; yields its OpenAI base URL (…/v1)."""
-    make_model(workdir / "hub", HF_REPO)
-    port = free_port()
+def vllm_server(workdir: Path, port: int) -> tuple[list[str], dict[str, str], str]:
+    """The command and environment of vllm-sim serving HF_REPO as SERVED on `port`, and its OpenAI base URL."""
+    if not (workdir / "hub").exists():
+        make_model(workdir / "hub", HF_REPO)
     env = {
         **os.environ,
         "HF_HUB_CACHE": str(workdir / "hub"),
@@ -112,7 +111,13 @@ def vllm_backend(workdir: Path) -> Iterator[str]:
     }
     cmd = [sys.executable, str(VLLM_SIM), "serve", HF_REPO, "--served-model-name", SERVED]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    base = f"http://127.0.0.1:{port}/v1"
+    return cmd, env, f"http://127.0.0.1:{port}/v1"
+
+
+@contextmanager
+def vllm_backend(workdir: Path) -> Iterator[str]:
+    """vllm-sim serving HF_REPO as SERVED; yields its OpenAI base URL (…/v1)."""
+    cmd, env, base = vllm_server(workdir, free_port())
     with serving(cmd, env, workdir / "vllm-sim.log", f"{base}/models", START_TIMEOUT):
         yield base
 

@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,15 +74,28 @@ def real_proxy_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def litellm_real(litellm_python, litellm_backend, tmp_path_factory) -> Iterator[str]:
+def real_proxy(litellm_python):
+    """real_proxy(config, log): a context manager that runs the real proxy without a database on `config` and
+    yields its URL."""
+
+    @contextmanager
+    def run(config: Path, log: Path) -> Iterator[str]:
+        port = sim_harness.free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = real_proxy_env(LITELLM_MASTER_KEY=sim_harness.MASTER_KEY)
+        cmd = real_proxy_cmd(litellm_python, config, port)
+        with sim_harness.serving(cmd, env, log, f"{url}/health/liveliness", REAL_START_TIMEOUT):
+            yield url
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def litellm_real(real_proxy, litellm_backend, tmp_path_factory) -> Iterator[str]:
     """The real proxy, started without a database; yields its URL."""
     workdir = tmp_path_factory.mktemp("litellm-real")
     config = sim_harness.write_config(workdir / "litellm-config.yaml", litellm_backend)
-    port = sim_harness.free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = real_proxy_env(LITELLM_MASTER_KEY=sim_harness.MASTER_KEY)
-    cmd = real_proxy_cmd(litellm_python, config, port)
-    with sim_harness.serving(cmd, env, workdir / "litellm.log", f"{url}/health/liveliness", REAL_START_TIMEOUT):
+    with real_proxy(config, workdir / "litellm.log") as url:
         yield url
 
 

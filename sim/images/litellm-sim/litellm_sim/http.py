@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
+import itertools
 import json
 import re
 import socket
@@ -22,14 +24,15 @@ from .db import DatabaseDown
 from .errors import ApiError
 from .keys import NOT_PREMIUM, KeyManagement
 from .limits import Reservation, estimate_tokens
-from .proxy import Caller, Proxy, backend_error, model_allowed
+from .proxy import Caller, Proxy, backend_failure, model_allowed
+from .router import Failure, Worker, health_entry
 from .validation import Invalid, read_json_body
 
 MODEL_CREATED = 1677610602
+# What the real proxy tells a client whose stream's backend broke off, however it did.
+BROKEN_STREAM = "litellm.APIConnectionError: APIConnectionError: OpenAIException - Connection error."
 # uvicorn's keep-alive timeout.
 IDLE_TIMEOUT = 5
-HEALTH_PROMPT = "Hey how's it going?"
-HEALTH_MAX_TOKENS = 16
 
 
 def dumps(value: Any) -> str:
@@ -81,6 +84,8 @@ class Handler(BaseHTTPRequestHandler):
         # As uvicorn does: headers and body leave at once, not held back until the client's
         # delayed acknowledgement of the headers (40 ms a request on keep-alive connections).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # The worker process this connection reached, with its own router.
+        self.worker: Worker = self.proxy.router.worker()
 
     @property
     def proxy(self) -> Proxy:
@@ -175,33 +180,28 @@ class Handler(BaseHTTPRequestHandler):
         allowed = list((caller.key or {}).get("models") or [])
         data = [
             {"id": name, "object": "model", "created": MODEL_CREATED, "owned_by": "openai"}
-            | self.proxy.token_limits(deployment)
-            for name, deployment in self.proxy.settings.deployments.items()
+            | self.proxy.token_limits(group[0])
+            for name, group in self.proxy.settings.groups.items()
             if model_allowed(name, allowed)
         ]
         self.send_json(200, {"data": data, "object": "list"})
 
     def get_health(self) -> None:
+        """With background health checks, their last results ({} before the first cycle ends); otherwise every
+        deployment is probed now."""
         self.caller("/health")
+        if self.proxy.router.checks_in_background:
+            self.send_json(200, self.worker.health_results)
+            return
         healthy, unhealthy = [], []
-        for deployment in self.proxy.settings.deployments.values():
-            entry = {
-                "api_base": deployment.api_base,
-                "model": f"openai/{deployment.model}",
-                "model_id": deployment.model_id,
-            }
-            payload = {
-                "model": deployment.model,
-                "messages": [{"role": "user", "content": HEALTH_PROMPT}],
-                "max_tokens": HEALTH_MAX_TOKENS,
-            }
-            try:
-                with self.proxy.backend(deployment, "/chat/completions", payload) as response:
-                    response.read()
-                healthy.append(entry)
-            except (urllib.error.URLError, OSError) as exc:
-                error = backend_error(exc, deployment.model_name)
-                unhealthy.append({**entry, "error": error.body["error"]["message"], "exception_status": error.status})
+        for group in self.proxy.settings.groups.values():
+            for deployment in group:
+                failure = self.proxy.probe(deployment)
+                if failure is None:
+                    healthy.append(health_entry(deployment))
+                else:
+                    error = {"error": failure.error.body["error"]["message"], "exception_status": failure.error.status}
+                    unhealthy.append(health_entry(deployment) | error)
         self.send_json(
             200,
             {
@@ -286,15 +286,14 @@ class Handler(BaseHTTPRequestHandler):
                 400, "/chat/completions: Missing required parameter: 'messages'.", "invalid_request_error", "messages"
             )
         model_name = body.get("model")
-        deployment = self.proxy.settings.deployments.get(model_name) if isinstance(model_name, str) else None
-        if deployment is None:
+        if not isinstance(model_name, str) or model_name not in self.proxy.settings.groups:
             raise ApiError(
                 400,
                 f"/{kind}: Invalid model name passed in model={model_name}. "
                 "Call `/v1/models` to view available models for your key.",
                 "invalid_request_error",
             )
-        payload = {**body, "model": deployment.model}
+        payload = dict(body)
         stream = bool(body.get("stream"))
         options = body.get("stream_options")
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -303,46 +302,70 @@ class Handler(BaseHTTPRequestHandler):
             payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         call_id = str(uuid.uuid4())
         started = utcnow()
+
+        def attempt(deployment: Deployment) -> tuple[Any, Any]:
+            """One deployment's answer, or a stream with its first event read: what fails before the first chunk
+            is retried, as the real router reads the first chunk before it answers."""
+            try:
+                upstream = self.proxy.backend(deployment, "/" + kind, {**payload, "model": deployment.model})
+            except (urllib.error.URLError, OSError) as exc:
+                raise backend_failure(exc, deployment.model_name) from exc
+            try:
+                if stream:
+                    events = read_events(upstream)
+                    return upstream, itertools.chain([next(events)], events)
+                with upstream:
+                    return None, json.loads(upstream.read())
+            except (OSError, ValueError, StopIteration) as exc:
+                upstream.close()
+                raise backend_failure(exc, deployment.model_name) from exc
+
+        deployment, (upstream, answer), routing = self.worker.route(model_name, attempt)
         try:
-            upstream = self.proxy.backend(deployment, "/" + kind, payload)
-        except (urllib.error.URLError, OSError) as exc:
-            raise backend_error(exc, deployment.model_name) from exc
-        end_user = body.get("user") if isinstance(body.get("user"), str) else None
-        spend = SpendRecord(
-            self.proxy, caller, deployment, kind, call_id, started, self.client_address[0], end_user, reservation
-        )
-        headers = {
-            "x-litellm-call-id": call_id,
-            "x-litellm-model-id": deployment.model_id,
-            "x-litellm-model-group": deployment.model_name,
-            "x-litellm-version": VERSION,
-        }
-        with upstream:
+            end_user = body.get("user") if isinstance(body.get("user"), str) else None
+            spend = SpendRecord(
+                self.proxy, caller, deployment, kind, call_id, started, self.client_address[0], end_user, reservation
+            )
+            headers = {"x-litellm-call-id": call_id, **routing, "x-litellm-version": VERSION}
             if stream:
-                self.relay_stream(upstream, spend, headers, wants_usage)
+                with upstream:
+                    self.relay_stream(answer, spend, headers, wants_usage)
             else:
-                try:
-                    answer = json.loads(upstream.read())
-                except (OSError, ValueError) as exc:
-                    raise backend_error(exc, deployment.model_name) from exc
                 # The real proxy answers with the model name the client called, not the backend's.
                 answer["model"] = deployment.model_name
                 cost = spend.finish(answer.get("id"), answer.get("usage"))
                 self.send_json(200, answer, {**headers, "x-litellm-response-cost": repr(cost)})
+        finally:
+            self.worker.release(deployment)
 
-    def relay_stream(self, upstream: Any, spend: SpendRecord, headers: dict[str, str], wants_usage: bool) -> None:
+    def relay_stream(
+        self, events: Iterator[bytes], spend: SpendRecord, headers: dict[str, str], wants_usage: bool
+    ) -> None:
         """Pass the backend's events on as they arrive, under the model name the client called. The
-        usage chunk, which the proxy asks for to price the request, reaches only clients that asked."""
+        usage chunk, which the proxy asks for to price the request, reaches only clients that asked. A backend
+        that breaks off is reported in the stream (an error event, then [DONE]), never retried: the client has
+        its first chunks."""
         self.send_response(200)
         stream_headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
         for name, value in {**headers, **stream_headers, "transfer-encoding": "chunked"}.items():
             self.send_header(name, value)
         self.end_headers()
-        response_id, usage, first_token = None, None, None
+        response_id, usage, first_token, done = None, None, utcnow(), False
         try:
-            for event in read_events(upstream):
-                first_token = first_token or utcnow()
+            while True:
+                try:
+                    event = next(events, None)
+                except (OSError, http.client.HTTPException) as exc:
+                    self.stream_failed(spend, exc)
+                    return
+                if event is None:
+                    if not done:
+                        # A backend that dies mid-stream may close its connection cleanly, never sending [DONE].
+                        self.stream_failed(spend, ConnectionError("closed before [DONE]"))
+                        return
+                    break
                 data = event.strip().removeprefix(b"data:").strip()
+                done = data == b"[DONE]"
                 if data.startswith(b"{"):
                     chunk = json.loads(data)
                     response_id = response_id or chunk.get("id")
@@ -352,15 +375,29 @@ class Handler(BaseHTTPRequestHandler):
                             continue
                     chunk["model"] = spend.deployment.model_name
                     event = b"data: " + dumps(chunk).encode() + b"\n\n"
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.send_chunk(event)
         except (OSError, ValueError) as exc:
-            # The client left or the backend broke off: without the final usage there is nothing to price.
+            # The client left: without the final usage there is nothing to price.
             log.warning("stream %s ended early: %s", spend.call_id, exc)
             self.close_connection = True
             return
         # Record before the terminating chunk, so a client that saw the stream end finds the row.
         spend.finish(response_id, usage, first_token)
         self.wfile.write(b"0\r\n\r\n")
+
+    def send_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def stream_failed(self, spend: SpendRecord, exc: Exception) -> None:
+        """The backend broke off mid-stream: counted against the deployment, though it never cools it (the real
+        router sees an APIConnectionError), and told to the client in the stream."""
+        log.warning("stream %s: the backend broke off: %s", spend.call_id, exc)
+        error = ApiError(500, BROKEN_STREAM, "internal_server_error")
+        self.worker.failed(spend.deployment, Failure(error, cools=False))
+        with contextlib.suppress(OSError):
+            self.send_chunk(b"data: " + dumps(error.body).encode() + b"\n\n")
+            self.send_chunk(b"data: [DONE]\n\n")
+            self.wfile.write(b"0\r\n\r\n")
 
 
 def read_events(response: Any) -> Iterator[bytes]:

@@ -25,7 +25,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--config", help="the proxy's config.yaml")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=4000)
-    parser.add_argument("--num_workers", type=int, default=1, help="accepted; requests are served by threads")
+    parser.add_argument(
+        "--num_workers",
+        type=int,
+        default=1,
+        help="routers, each with cooldowns and health of its own",
+    )
     parser.add_argument("--detailed_debug", action="store_true", help="log at DEBUG level")
     return parser.parse_args(argv)
 
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return REFUSAL_EXIT
     if not os.environ.get("LITELLM_SALT_KEY"):
         log.warning("LITELLM_SALT_KEY is not set: stored credentials are encrypted with the master key")
-    proxy = Proxy(settings)
+    proxy = Proxy(settings, args.num_workers)
     if proxy.db is not None:
         try:
             proxy.db.ping()
@@ -67,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("litellm %s proxying %s on http://%s:%s", VERSION, ", ".join(settings.deployments), args.host, args.port)
+    proxy.router.start_health_checks(proxy.probe)
+    log.info("litellm %s proxying %s on http://%s:%s", VERSION, ", ".join(settings.groups), args.host, args.port)
     # Polled for shutdown 10 times a second: SIGTERM with nothing in flight ends the server at once.
     server.serve_forever(poll_interval=0.1)
     server.server_close()

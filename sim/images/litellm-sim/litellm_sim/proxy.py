@@ -22,6 +22,7 @@ from .config import Deployment, Settings
 from .db import Database, DatabaseDown
 from .errors import ApiError, http_error
 from .limits import Limiter
+from .router import HEALTH_MAX_TOKENS, HEALTH_PROMPTS, Failure, Router
 
 DB_DOWN_MESSAGE = "Service Unavailable, the authentication database is temporarily unreachable. Please retry shortly."
 # The real proxy reads each backend's context length from its /v1/models for the model listing, and
@@ -88,8 +89,9 @@ class Caller:
 class Proxy:
     """What the request handlers share: the settings, the database and the shutdown state."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, workers: int = 1) -> None:
         self.settings = settings
+        self.router = Router(settings.router, settings.groups, workers)
         self.db = Database(settings.database_url) if settings.database_url else None
         self.shutting_down = False
         self.limiter = Limiter()
@@ -195,6 +197,20 @@ class Proxy:
         timeout = self.settings.request_timeout if payload is not None else MODEL_INFO_TIMEOUT
         return self._opener.open(request, timeout=timeout)
 
+    def probe(self, deployment: Deployment) -> Failure | None:
+        """A health check: a short completion straight to the deployment, not through the router."""
+        payload = {
+            "model": deployment.model,
+            "messages": [{"role": "user", "content": self.router.rng.choice(HEALTH_PROMPTS)}],
+            "max_tokens": HEALTH_MAX_TOKENS,
+        }
+        try:
+            with self.backend(deployment, "/chat/completions", payload) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            return backend_failure(exc, deployment.model_name)
+        return None
+
     def token_limits(self, deployment: Deployment) -> dict[str, int]:
         """max_input_tokens and max_output_tokens from the backend's max_model_len, as the listing shows them."""
         expiry, limits = self._token_limits.get(deployment.model_name, (0.0, {}))
@@ -220,6 +236,15 @@ class Proxy:
         except (DatabaseDown, psycopg2.Error) as exc:
             # The answer has been computed; losing its log entry must not fail the request.
             log.warning("spend log %s not recorded: %s", row["request_id"], exc)
+
+
+def backend_failure(exc: Exception, model_name: str) -> Failure:
+    """A failed attempt on a backend, with the Retry-After it sent."""
+    retry_after = None
+    if isinstance(exc, urllib.error.HTTPError):
+        with contextlib.suppress(TypeError, ValueError):
+            retry_after = float(exc.headers.get("retry-after"))
+    return Failure(backend_error(exc, model_name), retry_after)
 
 
 def backend_error(exc: Exception, model_name: str) -> ApiError:
