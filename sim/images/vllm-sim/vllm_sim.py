@@ -26,6 +26,7 @@ import http
 import json
 import os
 import re
+import secrets
 import signal
 import socketserver
 import sys
@@ -1090,9 +1091,21 @@ class Handler(BaseHTTPRequestHandler):
         # Read the body first, whatever the route: left unread it would be parsed as the next request.
         self._route("POST", self.rfile.read(int(self.headers.get("Content-Length") or 0)))
 
+    def _authorized(self) -> bool:
+        """vLLM's AuthenticationMiddleware: a Bearer token matching one of --api-key (or VLLM_API_KEY)."""
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        digest = hashlib.sha256(token.encode()).digest()
+        return any([secrets.compare_digest(digest, key) for key in self.server.api_keys])
+
     def _route(self, method: str, body: bytes) -> None:
-        methods = ROUTES.get(self.path.partition("?")[0])
-        if methods is None:
+        path = self.path.partition("?")[0]
+        methods = ROUTES.get(path)
+        # Before routing, as the middleware runs: /health and /metrics stay open, OPTIONS too.
+        if self.server.api_keys and path.startswith(GUARDED_PREFIX) and not self._authorized():
+            self._json(401, {"error": "Unauthorized"})
+        elif methods is None:
             self._json(404, {"detail": "Not Found"})
         elif method not in methods:
             self._json(405, {"detail": "Method Not Allowed"})
@@ -1202,6 +1215,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
 
+# vLLM's AuthenticationMiddleware guards these paths only.
+GUARDED_PREFIX = ("/v1", "/v2", "/inference", "/cohere")
 ROUTES = {
     "/health": {"GET": "health"},
     "/v1/models": {"GET": "models"},
@@ -1222,10 +1237,12 @@ class SimServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 2048  # uvicorn's backlog: bursts of clients queue rather than get refused
 
-    def __init__(self, address: tuple[str, int], model: ServedModel, engine: Engine):
+    def __init__(self, address: tuple[str, int], model: ServedModel, engine: Engine, api_keys: list[str] = ()):
         super().__init__(address, Handler, bind_and_activate=False)
         self.model = model
         self.engine = engine
+        # vLLM's AuthenticationMiddleware keeps the tokens' sha256 and compares each in constant time.
+        self.api_keys = [hashlib.sha256(key.encode()).digest() for key in api_keys]
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, which can stall for seconds without DNS.
@@ -1278,7 +1295,9 @@ def serve(args: argparse.Namespace) -> int:
             _seconds("THORSIM_VLLM_PREFILL_TOKENS_PER_SECOND", 20000) * prefill,
             _seconds("THORSIM_VLLM_TOKENS_PER_SECOND", 200) * decode,
         )
-        server = SimServer((args.host, args.port), model, engine)
+        # --api-key outranks VLLM_API_KEY, as in vLLM's middleware registration.
+        api_keys = [key for key in (args.api_key or [os.environ.get("VLLM_API_KEY")]) if key]
+        server = SimServer((args.host, args.port), model, engine, api_keys)
         # vLLM binds before it loads but listens only once loaded: the port is taken, connections are refused.
         try:
             server.server_bind()
