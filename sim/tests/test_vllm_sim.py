@@ -661,3 +661,30 @@ def test_sigterm_drains_in_flight_requests_for_the_shutdown_timeout(launcher):
     client.join(5)
     assert [data for _, data in events][10:] == ["[DONE]"]
     assert "All in-flight requests finished" in sim.output()
+
+
+def test_sigterm_closes_idle_keep_alive_connections_and_busy_ones_after_their_answer(launcher):
+    """As uvicorn does: a client's pooled connection takes no new request once the server drains."""
+    sim = launcher.start(
+        "--served-model-name", SERVED, "--shutdown-timeout", "10", env={"THORSIM_VLLM_TOKENS_PER_SECOND": "10"}
+    )
+    idle = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+    idle.request("GET", "/health")
+    assert idle.getresponse().read() == b""
+    busy = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+    body = {"model": SERVED, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
+    busy.request("POST", "/v1/chat/completions", body=json.dumps(body).encode())
+    wait_for(lambda: metrics(sim.port)[sample("vllm:num_requests_running")] == 1, what="running")
+    sim.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "waiting up to 10 s" in sim.output(), what="draining")
+    # The idle connection was closed: a request on it finds no server.
+    with pytest.raises((ConnectionError, http.client.HTTPException)):
+        idle.request("GET", "/health")
+        idle.getresponse()
+    # The busy one gets its whole answer, then is closed.
+    answer = busy.getresponse()
+    assert answer.status == 200 and json.loads(answer.read())["choices"]
+    with pytest.raises((ConnectionError, http.client.HTTPException)):
+        busy.request("GET", "/health")
+        busy.getresponse()
+    assert sim.proc.wait(10) == 0

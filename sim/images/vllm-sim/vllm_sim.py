@@ -28,12 +28,13 @@ import os
 import re
 import secrets
 import signal
+import socket
 import socketserver
 import sys
 import threading
 import time
 import uuid
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -1084,12 +1085,21 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args) -> None:
         log_uvicorn(format % args, "WARNING")
 
+    def handle(self) -> None:
+        self.server.connections.opened(self)
+        try:
+            super().handle()
+        finally:
+            self.server.connections.closed(self)
+
     def do_GET(self) -> None:
-        self._route("GET", b"")
+        with self.server.connections.busy(self):
+            self._route("GET", b"")
 
     def do_POST(self) -> None:
-        # Read the body first, whatever the route: left unread it would be parsed as the next request.
-        self._route("POST", self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        with self.server.connections.busy(self):
+            # Read the body first, whatever the route: left unread it would be parsed as the next request.
+            self._route("POST", self.rfile.read(int(self.headers.get("Content-Length") or 0)))
 
     def _authorized(self) -> bool:
         """vLLM's AuthenticationMiddleware: a Bearer token matching one of --api-key (or VLLM_API_KEY)."""
@@ -1233,6 +1243,47 @@ class ServedModel:
     max_model_len: int
 
 
+class Connections:
+    """The server's open client connections, and which carry a request: at shutdown uvicorn closes the idle
+    keep-alive ones at once and lets each busy one close after its answer, so that a client's pooled connection
+    takes no new request while the server drains."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open: dict[BaseHTTPRequestHandler, bool] = {}
+        self.closing = False
+
+    def opened(self, handler: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self.open[handler] = False
+
+    def closed(self, handler: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self.open.pop(handler, None)
+
+    @contextmanager
+    def busy(self, handler: BaseHTTPRequestHandler):
+        with self.lock:
+            self.open[handler] = True
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.open[handler] = False
+                if self.closing:
+                    handler.close_connection = True
+
+    def close_idle(self) -> None:
+        with self.lock:
+            self.closing = True
+            for handler, busy in self.open.items():
+                if busy:
+                    handler.close_connection = True
+                else:
+                    with suppress(OSError):
+                        handler.connection.shutdown(socket.SHUT_RDWR)
+
+
 class SimServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 2048  # uvicorn's backlog: bursts of clients queue rather than get refused
@@ -1241,6 +1292,7 @@ class SimServer(ThreadingHTTPServer):
         super().__init__(address, Handler, bind_and_activate=False)
         self.model = model
         self.engine = engine
+        self.connections = Connections()
         # vLLM's AuthenticationMiddleware keeps the tokens' sha256 and compares each in constant time.
         self.api_keys = [hashlib.sha256(key.encode()).digest() for key in api_keys]
 
@@ -1256,6 +1308,7 @@ def drain(server: SimServer, engine: Engine, timeout: int, signum: int) -> None:
     log_uvicorn("Shutting down")
     server.shutdown()
     server.server_close()  # new connections are refused from here on
+    server.connections.close_idle()
     busy = engine.in_flight
     if busy:
         log(f"{signal.Signals(signum).name}: waiting up to {timeout} s (--shutdown-timeout) for {busy} request(s)")
