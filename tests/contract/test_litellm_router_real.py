@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import json
 import time
 from pathlib import Path
@@ -149,7 +150,7 @@ def served_by(responses: list[requests.Response]) -> collections.Counter:
 def test_requests_spread_over_every_deployment(litellm_harness, proxies, backends):
     seen = {}
     for name, url in proxies.items():
-        responses = [chat(litellm_harness, url) for _ in range(90)]
+        responses = [chat(litellm_harness, url) for _request in range(90)]
         assert [r.status_code for r in responses] == [200] * 90, name
         seen[name] = served_by(responses)
         # Each response names the deployment that answered, and its backend.
@@ -165,7 +166,7 @@ def test_a_killed_backend_costs_no_client_an_error_and_is_reported_unhealthy(lit
     backends["thor-02"].kill()
     seen = {}
     for name, url in proxies.items():
-        responses = [chat(litellm_harness, url) for _ in range(30)]
+        responses = [chat(litellm_harness, url) for _request in range(30)]
         assert [r.status_code for r in responses] == [200] * 30, (name, [r.text for r in responses])
         seen[name] = served_by(responses)
     assert {name: set(counts) for name, counts in seen.items()} == {"real": {"thor-01", "thor-03"}} | {
@@ -188,7 +189,7 @@ def test_a_backend_back_in_service_takes_traffic_again(litellm_harness, proxies,
     for name, url in proxies.items():
         wait_for_health(litellm_harness, url, set(UNITS), set())
         time.sleep(COOLDOWN)
-        responses = [chat(litellm_harness, url) for _ in range(60)]
+        responses = [chat(litellm_harness, url) for _request in range(60)]
         assert [r.status_code for r in responses] == [200] * 60, name
         seen[name] = served_by(responses)
     assert all(counts["thor-02"] >= 6 for counts in seen.values()), seen
@@ -205,7 +206,7 @@ def test_a_backend_killed_mid_stream_ends_that_stream_with_an_error_event(litell
             assert response.status_code == 200
             unit = response.headers["x-litellm-model-id"]
             events = h.stream_events(response)
-            first = [next(events) for _ in range(3)]
+            first = list(itertools.islice(events, 3))
             backends[unit].kill()
             rest = list(events)
         backends[unit].start()
