@@ -25,7 +25,7 @@ from .errors import ApiError
 from .keys import NOT_PREMIUM, KeyManagement
 from .limits import Reservation, estimate_tokens
 from .proxy import Caller, Proxy, backend_failure, model_allowed
-from .router import Failure, Worker, health_entry
+from .router import Failure, Worker
 from .validation import Invalid, read_json_body
 
 MODEL_CREATED = 1677610602
@@ -193,24 +193,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.proxy.router.checks_in_background:
             self.send_json(200, self.worker.health_results)
             return
-        healthy, unhealthy = [], []
-        for group in self.proxy.settings.groups.values():
-            for deployment in group:
-                failure = self.proxy.probe(deployment)
-                if failure is None:
-                    healthy.append(health_entry(deployment))
-                else:
-                    error = {"error": failure.error.body["error"]["message"], "exception_status": failure.error.status}
-                    unhealthy.append(health_entry(deployment) | error)
-        self.send_json(
-            200,
-            {
-                "healthy_endpoints": healthy,
-                "unhealthy_endpoints": unhealthy,
-                "healthy_count": len(healthy),
-                "unhealthy_count": len(unhealthy),
-            },
-        )
+        self.send_json(200, self.proxy.router.health_check(self.proxy.probe)[0])
 
     # key management
 

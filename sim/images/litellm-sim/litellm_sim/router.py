@@ -300,27 +300,27 @@ class Router:
         for worker in self.workers:
             threading.Thread(target=self._health_loop, args=(worker, probe), daemon=True).start()
 
+    def health_check(self, probe: Callable[[Deployment], Failure | None]) -> tuple[dict[str, Any], list]:
+        """One cycle: every deployment probed; /health's answer and each deployment's outcome."""
+        outcomes = [(deployment, probe(deployment)) for group in self.groups.values() for deployment in group]
+        healthy = [health_entry(deployment) for deployment, failure in outcomes if failure is None]
+        unhealthy = [
+            health_entry(deployment)
+            | {"error": failure.error.body["error"]["message"], "exception_status": failure.error.status}
+            for deployment, failure in outcomes
+            if failure is not None
+        ]
+        results = {
+            "healthy_endpoints": healthy,
+            "unhealthy_endpoints": unhealthy,
+            "healthy_count": len(healthy),
+            "unhealthy_count": len(unhealthy),
+        }
+        return results, outcomes
+
     def _health_loop(self, worker: Worker, probe: Callable[[Deployment], Failure | None]) -> None:
         while True:
-            outcomes = []
-            healthy, unhealthy = [], []
-            for group in self.groups.values():
-                for deployment in group:
-                    failure = probe(deployment)
-                    outcomes.append((deployment, failure))
-                    entry = health_entry(deployment)
-                    if failure is None:
-                        healthy.append(entry)
-                    else:
-                        error = failure.error.body["error"]["message"]
-                        unhealthy.append(entry | {"error": error, "exception_status": failure.error.status})
-            results = {
-                "healthy_endpoints": healthy,
-                "unhealthy_endpoints": unhealthy,
-                "healthy_count": len(healthy),
-                "unhealthy_count": len(unhealthy),
-            }
-            worker.record_health(results, outcomes)
+            worker.record_health(*self.health_check(probe))
             time.sleep(self.settings.health_check_interval)
 
 
