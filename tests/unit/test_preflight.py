@@ -50,6 +50,11 @@ GOOD = {
     "a LiteLLM release at the floor, by its stable tag": {
         "container_images_litellm": "ghcr.io/berriai/litellm:v1.84.0-stable"
     },
+    "a model name once per unit, by the deployment's id": {
+        "litellm_proxy_models": [
+            {"model_name": "m", "api_base": f"http://10.0.0.{n}:8000/v1", "id": f"thor-0{n}"} for n in (1, 2)
+        ]
+    },
     "an older LiteLLM with the floor lowered": {
         "container_images_litellm": "ghcr.io/berriai/litellm:v1.83.7-stable",
         "container_images_litellm_minimum": "1.83.7",

@@ -62,6 +62,10 @@ CASES = {
         {"litellm_proxy_models": [{"model_name": "m", "api_base": "http://x/v1"}] * 2},
         "litellm_proxy_models",
     ),
+    "one deployment id twice": (
+        {"litellm_proxy_models": [{"model_name": "m", "api_base": "http://x/v1", "id": "thor-01"}] * 2},
+        "each model_name given once (or once per id",
+    ),
     "unsupported L4T": ({"jetson_runtime_supported_l4t": ["36.4"]}, "jetson_runtime_supported_l4t"),
     "unsupported architecture": ({"jetson_runtime_supported_architectures": ["aarch64"]}, "on x86_64"),
     "open webui port out of range": (

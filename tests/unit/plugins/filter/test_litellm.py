@@ -54,3 +54,31 @@ def test_model_list_is_litellm_shaped():
 def test_model_list_refuses_incomplete_models(models, message):
     with pytest.raises(AnsibleFilterError, match=message):
         litellm.litellm_model_list(models)
+
+
+def test_a_model_name_with_a_deployment_per_unit_names_each_by_its_id_with_its_cap():
+    models = [
+        {"model_name": "M", "api_base": f"http://10.0.0.{n}:8000/v1", "id": f"thor-0{n}", "max_parallel_requests": 32}
+        for n in (1, 2)
+    ]
+    model_list = litellm.litellm_model_list(models)
+    assert [(entry["model_info"], entry["litellm_params"]["max_parallel_requests"]) for entry in model_list] == [
+        ({"id": "thor-01"}, 32),
+        ({"id": "thor-02"}, 32),
+    ]
+
+
+@pytest.mark.parametrize(
+    "models",
+    [
+        [{"model_name": "M", "api_base": "http://a/v1"}, {"model_name": "M", "api_base": "http://b/v1"}],
+        [
+            {"model_name": "M", "api_base": "http://a/v1", "id": "u"},
+            {"model_name": "M", "api_base": "http://b/v1", "id": "u"},
+        ],
+    ],
+    ids=["a name twice without ids", "one id twice"],
+)
+def test_a_deployment_given_twice_is_refused(models):
+    with pytest.raises(AnsibleFilterError, match="once per id"):
+        litellm.litellm_model_list(models)
