@@ -66,6 +66,14 @@ CASES = {
         {"litellm_proxy_models": [{"model_name": "m", "api_base": "http://x/v1", "id": "thor-01"}] * 2},
         "each model_name given once (or once per id",
     ),
+    "health check interval as a float": (
+        {"litellm_proxy_general_settings": {"background_health_checks": True, "health_check_interval": 5.0}},
+        "litellm_proxy_general_settings.health_check_interval must be a whole number of seconds, 1 or more (got 5.0)",
+    ),
+    "health check interval among the router's settings": (
+        {"litellm_proxy_router_settings": {"health_check_interval": 5}},
+        "never in litellm_proxy_router_settings",
+    ),
     "unsupported L4T": ({"jetson_runtime_supported_l4t": ["36.4"]}, "jetson_runtime_supported_l4t"),
     "unsupported architecture": ({"jetson_runtime_supported_architectures": ["aarch64"]}, "on x86_64"),
     "open webui port out of range": (
