@@ -52,6 +52,7 @@ def test_every_role_is_covered():
         "postgres",
         "stack",
         "thorfleet_defaults",
+        "tls_proxy",
         "vllm_server",
     ]
 
@@ -188,13 +189,17 @@ def test_the_private_role_has_entry_points_only():
 def test_service_roles_reach_the_network_through_the_private_role(role):
     """One way to make the unit network, the folders and check the image, and heal a container left on a removed
     network."""
-    text = "".join(path.read_text() for path in (REPO / "roles" / role / "tasks").glob("*.yml"))
+    paths = list((REPO / "roles" / role / "tasks").glob("*.yml"))
+    text = "".join(path.read_text() for path in paths)
     if "community.docker.docker_container:" in text and role not in (
         "jetson_runtime",
         "container_images",
         "model_cache",
     ):
-        assert "community.docker.docker_network" not in text and "state: directory" not in text
+        assert "community.docker.docker_network" not in text
+        # Folders on the controller (a CA's) are the role's own; on the unit, the private role makes them.
+        on_unit = [task for path in paths for task in tasks_in(load(path)) if task.get("delegate_to") != "localhost"]
+        assert not [task for task in on_unit if task.get("ansible.builtin.file", {}).get("state") == "directory"]
         assert "tasks_from: service" in text and 'recreate: "{{ _common_service.network_stale }}"' in text
 
 
@@ -242,14 +247,16 @@ def test_no_argument_spec_default_templates_a_secret():
 BASELINE = "thorfleet_container_baseline"
 CONTAINER = "community.docker.docker_container"
 # The roles that run a service container: each makes it through the private role's service step.
-CONTAINER_ROLES = ["litellm_proxy", "metrics_proxy", "open_webui", "postgres", "vllm_server"]
+CONTAINER_ROLES = ["litellm_proxy", "metrics_proxy", "open_webui", "postgres", "tls_proxy", "vllm_server"]
 
 
-def tasks_in(tasks):
+def tasks_in(tasks, delegate=None):
+    """Every task and block of a task list, each with the delegate_to it has or inherits from its block."""
     for task in tasks or []:
-        yield task
+        here = task.get("delegate_to", delegate)
+        yield {**task, "delegate_to": here} if here else task
         for section in ("block", "rescue", "always"):
-            yield from tasks_in(task.get(section))
+            yield from tasks_in(task.get(section), here)
 
 
 def test_the_service_containers_are_made_through_the_private_role():
