@@ -52,6 +52,41 @@ def litellm_model_list(models):
     return model_list
 
 
+# vLLM's own max_num_seqs where a profile sets none: 1024 for its API server on a device of 70 GiB or more, which
+# Thor's 128 GB of unified memory is (vllm/engine/arg_utils.py, _set_default_max_num_seqs_and_batched_tokens_args).
+VLLM_MAX_NUM_SEQS = 1024
+
+
+def fleet_models(units, hostvars, profiles, default_profile, port, prices):
+    """The fleet gateway's models: for each unit, one deployment of the model it serves (its profile's
+    served_model_name), id the unit, reached at its fleet address (vllm_server_gateway_address, else ansible_host,
+    else its name) on `port`, capped at its max_num_seqs (the profile's settings under the unit's
+    vllm_server_settings). A unit's profile and settings are read from the inventory (hostvars); where it sets none,
+    the collection's default profile. Returns entries for litellm_model_list, each with `prices`."""
+    models = []
+    for unit in units:
+        unit_vars = hostvars[unit]
+        profile_name = unit_vars.get("vllm_server_profile", default_profile)
+        if profile_name not in profiles:
+            raise AnsibleFilterError(
+                f"fleet_models: {unit}'s vllm_server_profile {profile_name!r} is not one of vllm_server_profiles"
+            )
+        profile = profiles[profile_name]
+        settings = dict(profile.get("settings") or {})
+        settings.update(unit_vars.get("vllm_server_settings") or {})
+        address = unit_vars.get("vllm_server_gateway_address") or unit_vars.get("ansible_host") or unit
+        entry = {
+            "model_name": profile["served_model_name"],
+            "backend_model": profile["served_model_name"],
+            "api_base": f"http://{address}:{int(port)}/v1",
+            "id": unit,
+            "max_parallel_requests": int(settings.get("max_num_seqs") or VLLM_MAX_NUM_SEQS),
+        }
+        entry.update(prices)
+        models.append(entry)
+    return models
+
+
 class FilterModule:
     def filters(self):
-        return {"per_token": per_token, "litellm_model_list": litellm_model_list}
+        return {"per_token": per_token, "litellm_model_list": litellm_model_list, "fleet_models": fleet_models}

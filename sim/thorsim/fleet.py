@@ -198,6 +198,7 @@ def sim_vars(existing: dict) -> dict:
         "litellm_proxy_salt_key": secrets.token_urlsafe(32),
         "open_webui_secret_key": secrets.token_urlsafe(32),
         "metrics_proxy_token": secrets.token_urlsafe(32),
+        "thorfleet_fleet_token": secrets.token_urlsafe(32),
     }
     kept = {key: existing.get(key) or value for key, value in made.items()}
     return {"container_images_archive_dir": str(ARCHIVE_DIR), **kept}

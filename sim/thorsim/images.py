@@ -321,8 +321,15 @@ def variant_build(client: docker.DockerClient, variant: Variant, labels: dict[st
         raise SystemExit(f"fleet build: {variant.ref} failed: {exc}") from None
 
 
-def export_archive(client: docker.DockerClient, image: Image | Variant) -> None:
-    """Save an image as the compressed tarball that container_images copies to air-gapped units."""
+def archive_stamp(image: Image | Variant) -> Path:
+    """Beside the archive: the inputs hash of the image it was saved from."""
+    return image.archive_path.with_name(image.archive_path.name + ".inputs")
+
+
+def export_archive(client: docker.DockerClient, image: Image | Variant, wanted: str) -> None:
+    """Save an image as the compressed tarball that container_images copies to air-gapped units, stamped with the
+    inputs hash it was built from: an archive left from an earlier build (a build cut off before its export) is
+    saved again, where a check of the image alone would pass it."""
     ARCHIVE_DIR.mkdir(parents=True, exist_ok=True)
     partial = image.archive_path.with_name(image.archive_path.name + ".partial")
     # Level 1: most of the size win at a fraction of the time; `docker load` reads gzip as it is.
@@ -330,6 +337,12 @@ def export_archive(client: docker.DockerClient, image: Image | Variant) -> None:
         for chunk in client.images.get(image.ref).save(named=True):
             out.write(chunk)
     partial.replace(image.archive_path)
+    archive_stamp(image).write_text(wanted + "\n", encoding="utf-8")
+
+
+def archive_current(image: Image | Variant, wanted: str) -> bool:
+    stamp = archive_stamp(image)
+    return image.archive_path.exists() and stamp.exists() and stamp.read_text(encoding="utf-8").strip() == wanted
 
 
 def build(client: docker.DockerClient, force: bool = False, extra: tuple[Image, ...] = ()) -> dict[str, str]:
@@ -351,8 +364,8 @@ def build(client: docker.DockerClient, force: bool = False, extra: tuple[Image, 
                 (docker_build if image.base else debootstrap_import)(client, image, labels)
             log(f"built {image.ref} in {time.monotonic() - started:.1f}s")
             results[image.name] = "built"
-        if image.archive and (results[image.name] == "built" or not image.archive_path.exists()):
-            export_archive(client, image)
+        if image.archive and (results[image.name] == "built" or not archive_current(image, wanted)):
+            export_archive(client, image, wanted)
     # Tags moved by rebuilds leave the old images dangling; they are ours to remove.
     client.images.prune(filters={"dangling": True, "label": LABEL})
     return results

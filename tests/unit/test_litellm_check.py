@@ -79,6 +79,17 @@ def test_each_backend_that_is_down_or_lacks_the_model_is_named(backend):
     assert len(lines) == 2
 
 
+def test_a_name_served_by_one_of_its_deployments_passes_naming_the_others(backend):
+    """The gateway's model list: one deployment per unit under one name. One that answers serves the name; a name
+    whose every deployment fails is refused."""
+    down = "http://127.0.0.1:9/v1"
+    run = check([("a", "Qwen3-VL-30B-A3B", down), ("a", "Qwen3-VL-30B-A3B", backend), ("b", "x", down), ("b", "x", down)])
+    assert run.returncode == 1
+    assert run.stdout.startswith(f"model a: its backend {down} does not answer (") and len(run.stdout.splitlines()) == 1
+    assert [line.split(" does not")[0] for line in run.stderr.splitlines()] == [f"model b: its backend {down}"] * 2
+    assert check([("a", "Qwen3-VL-30B-A3B", down), ("a", "Qwen3-VL-30B-A3B", backend)]).returncode == 0
+
+
 def test_the_key_comes_from_the_environment_the_config_names(backend, monkeypatch):
     monkeypatch.setattr(Backend, "key", "fleet-token-0123456789")
     assert check([("a", "Qwen3-VL-30B-A3B", backend)], key="fleet-token-0123456789").returncode == 0

@@ -4,7 +4,9 @@
 
 Reads the rendered config.yaml (secrets are only os.environ/ references in it) and asks every model's backend for
 its model list, as LiteLLM's OpenAI-compatible route will call it: each must answer within 10 s and list the model
-LiteLLM will ask for. Prints nothing and exits 0 when all do; prints one line per problem and exits 1 otherwise.
+LiteLLM will ask for. A model name given once per deployment (the fleet gateway's, one per unit) is served while one of
+its deployments answers, and the router routes around the others: their problems are printed on stdout as notes.
+Exits 0 when every model name is served; prints one line per problem on stderr and exits 1 otherwise.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import urllib.request
 import yaml
 
 
-def problems(config) -> list[str]:
+def problems(config) -> tuple[list[str], list[str]]:
+    """(what stops the config from serving, the deployments its router will route around)."""
     if not isinstance(config, dict) or not isinstance(config.get("model_list"), list) or not config["model_list"]:
-        return ["the config has no model_list"]
-    found = []
+        return ["the config has no model_list"], []
+    found, served_names = [], set()
+    failed = {}
     for entry in config["model_list"]:
         params = entry.get("litellm_params") if isinstance(entry, dict) else None
         if not isinstance(params, dict) or not entry.get("model_name") or not params.get("model"):
@@ -38,11 +42,15 @@ def problems(config) -> list[str]:
             with urllib.request.urlopen(request, timeout=10) as answer:
                 listed = [model.get("id") for model in json.load(answer).get("data", [])]
         except (OSError, ValueError, AttributeError) as error:
-            found.append(f"model {name}: its backend {base} does not answer ({error})")
+            failed.setdefault(name, []).append(f"model {name}: its backend {base} does not answer ({error})")
             continue
         if served not in listed:
-            found.append(f"model {name}: its backend {base} serves {listed}, not {served}")
-    return found
+            failed.setdefault(name, []).append(f"model {name}: its backend {base} serves {listed}, not {served}")
+        else:
+            served_names.add(name)
+    notes = [line for name, lines in failed.items() if name in served_names for line in lines]
+    found += [line for name, lines in failed.items() if name not in served_names for line in lines]
+    return found, notes
 
 
 def main() -> int:
@@ -51,7 +59,9 @@ def main() -> int:
     except yaml.YAMLError as error:
         print(f"the config is not YAML: {error}", file=sys.stderr)
         return 1
-    found = problems(config)
+    found, notes = problems(config)
+    for note in notes:
+        print(note)
     for problem in found:
         print(problem, file=sys.stderr)
     return 1 if found else 0
