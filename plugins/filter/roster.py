@@ -48,6 +48,9 @@ def roster_keys(rows, units, defaults=None):
         if unknown:
             raise AnsibleFilterError(f"{where}: unknown column(s) {', '.join(unknown)}; known: {', '.join(COLUMNS)}")
         alias, unit = row.get("alias") or "", row.get("unit") or ""
+        # One host (the fleet gateway): every key lives there.
+        if not unit and len(known) == 1:
+            unit = next(iter(known))
         if not alias:
             raise AnsibleFilterError(f"{where}: alias {alias!r} is missing")
         if not is_key_alias(alias):

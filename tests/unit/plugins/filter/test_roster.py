@@ -26,6 +26,16 @@ def test_rows_get_defaults_then_their_own_overrides():
     ]
 
 
+def test_a_row_without_unit_goes_to_the_one_host_of_the_play():
+    """The fleet gateway holds every key: its roster needs no unit column. Among several units, unit is required."""
+    assert [row["unit"] for row in roster.roster_keys([{"alias": "ann", "unit": ""}, {"alias": "bo"}], ["gw"], {})] == [
+        "gw",
+        "gw",
+    ]
+    with pytest.raises(AnsibleFilterError, match="unit '' is not in the inventory"):
+        roster.roster_keys([{"alias": "ann"}], UNITS, {})
+
+
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
