@@ -15,7 +15,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help setup venv host images collection lint changelog changelog-check unit sanity docs ee contract molecule test demo \
-	down clean bench bench-keys bench-cache bench-converge
+	down clean bench bench-keys bench-cache bench-converge bench-gateway
 
 help:
 	@echo "make setup   venv, Docker engine, simulator images (idempotent)"
@@ -30,6 +30,7 @@ help:
 	@echo "make bench-keys  1,000 keys: litellm_key in one task vs one uri task per key"
 	@echo "make bench-cache model cache to 8 units on shaped links: star vs tree vs one copy (T1)"
 	@echo "make bench-converge  no-op site.yml on 1, 2, 4, 8 units: times and ratio to one unit"
+	@echo "make bench-gateway  TTFT and tokens/s direct, through the gateway to 1 unit and to 3 (1 and 8 clients)"
 
 setup: venv host images collection
 
@@ -144,7 +145,7 @@ down: venv
 	$(FLEET) down
 
 # Benchmarks print what they compare side by side, with the ratio; they are not part of `make test`.
-bench: bench-keys bench-cache bench-converge
+bench: bench-keys bench-cache bench-converge bench-gateway
 
 bench-keys: setup
 	python bench/keys.py
@@ -156,6 +157,10 @@ bench-cache: setup
 # Makes and removes its own fleets (bench-converge-N), one size at a time.
 bench-converge: setup
 	python bench/converge.py
+
+# Makes and removes its own fleet (bench-gateway): three units, the gateway on thor-01.
+bench-gateway: setup
+	python bench/gateway.py
 
 clean: down
 	rm -rf .collections .pytest_cache .ruff_cache sim/.cache

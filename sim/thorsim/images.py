@@ -133,7 +133,7 @@ BROWSER = Image("browser", base=RUNTIME)
 # A real Prometheus that scrapes the units, for the metrics tests.
 PROMETHEUS = Image("prometheus", base=RUNTIME)
 # PostgreSQL of the next major version (Debian has 17 in trixie only), whose data folder 15's cannot read: for the
-# postgres role's major upgrade (the rolling scenario). Built on demand, with its root image.
+# postgres role's major upgrade (the gateway scenario). Built on demand, with its root image.
 TRIXIE = Image("trixie", packages=("ca-certificates",), suite="trixie")
 POSTGRES_17 = Image("postgres-17", base=TRIXIE, archive=True, folder="postgres", args=(("PG_MAJOR", "17"),))
 ON_DEMAND = (OPEN_WEBUI, BROWSER, PROMETHEUS, POSTGRES_17)

@@ -82,3 +82,34 @@ def test_a_model_name_with_a_deployment_per_unit_names_each_by_its_id_with_its_c
 def test_a_deployment_given_twice_is_refused(models):
     with pytest.raises(AnsibleFilterError, match="once per id"):
         litellm.litellm_model_list(models)
+
+
+PROFILES = {
+    "qwen": {"served_model_name": "Qwen", "settings": {"max_num_seqs": 32}},
+    "llama": {"served_model_name": "Llama", "settings": {}},
+}
+PRICES = {"input_cost_per_million": 0.2, "output_cost_per_million": 1.0}
+
+
+def test_the_gateway_has_one_deployment_per_unit_of_the_model_it_serves():
+    """Each unit's profile and settings from the inventory, else the default profile; its address, else its name;
+    its cap the profile's max_num_seqs under the unit's settings, else vLLM's own default on Thor."""
+    hostvars = {
+        "thor-01": {"ansible_host": "10.0.0.1"},
+        "thor-02": {"ansible_host": "10.0.0.2", "vllm_server_settings": {"max_num_seqs": 8}},
+        "thor-03": {"vllm_server_profile": "llama", "vllm_server_gateway_address": "192.168.9.3"},
+    }
+    models = litellm.fleet_models(list(hostvars), hostvars, PROFILES, "qwen", "8000", PRICES)
+    assert [(m["model_name"], m["api_base"], m["id"], m["max_parallel_requests"]) for m in models] == [
+        ("Qwen", "http://10.0.0.1:8000/v1", "thor-01", 32),
+        ("Qwen", "http://10.0.0.2:8000/v1", "thor-02", 8),
+        ("Llama", "http://192.168.9.3:8000/v1", "thor-03", litellm.VLLM_MAX_NUM_SEQS),
+    ]
+    assert all(m["backend_model"] == m["model_name"] and m.items() >= PRICES.items() for m in models)
+    # What litellm_model_list makes of it: one name, three deployments told apart by id.
+    assert [e["model_info"]["id"] for e in litellm.litellm_model_list(models)] == list(hostvars)
+
+
+def test_a_unit_on_an_unknown_profile_is_named():
+    with pytest.raises(AnsibleFilterError, match="thor-09's vllm_server_profile 'nope'"):
+        litellm.fleet_models(["thor-09"], {"thor-09": {"vllm_server_profile": "nope"}}, PROFILES, "qwen", 8000, PRICES)

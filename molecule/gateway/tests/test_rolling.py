@@ -6,12 +6,14 @@ import http.client
 import json
 import os
 import re
-import threading
 import time
+from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
+from chat import Traffic, chat, connection
 from scenario import PROJECT, Secrets, fleet_address, note, playbook, unit_containers
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
@@ -19,7 +21,6 @@ SECRETS = yaml.safe_load((PROJECT / "inventories/sim/group_vars/thor/generated.y
 UNITS = ("thor-01", "thor-02", "thor-03")
 KEY_ALIASES = {"thor-01": "ada", "thor-02": "bo", "thor-03": "cy"}  # roster.csv
 CONTAINERS = ("ai-postgres", "ai-vllm", "ai-litellm")
-MODEL = "Qwen3-VL-30B-A3B"
 PORT = 12434
 OLD = {"ai-postgres": "postgres:0.1.0", "ai-vllm": "vllm-sim:0.1.0", "ai-litellm": "litellm-sim:0.1.0"}
 NEW_POSTGRES = "thorfleet-sim/postgres:0.1.1"
@@ -148,72 +149,19 @@ def served_around(requests, out: dict[str, tuple[float, float]]) -> dict:
     return summary
 
 
-def chat(address: str, key: str, max_tokens: int = 4, stream: bool = False) -> dict:
-    """One chat completion through the unit's LiteLLM; for a stream, whether it ran to [DONE] with every token."""
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "roll on"}], "max_tokens": max_tokens}
-    record = {"start": time.time(), "ok": False, "stream": stream}
-    conn = http.client.HTTPConnection(address, PORT, timeout=60)
-    try:
-        conn.request(
-            "POST",
-            "/v1/chat/completions",
-            json.dumps({**body, "stream": stream}),
-            {"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
-        )
-        response = conn.getresponse()
-        # The server has taken the request up once its response begins; before that, a request still
-        # in the listening socket's queue when LiteLLM stops is reset, as with any server that drains.
-        record.update(status=response.status, responded=time.time())
-        if not stream:
-            answer = json.loads(response.read())
-            record["ok"] = response.status == 200 and bool(answer["choices"][0]["message"]["content"])
-        else:
-            tokens, done = 0, False
-            for line in response:
-                data = line.decode().strip().removeprefix("data: ")
-                if data == "[DONE]":
-                    done = True
-                elif data.startswith("{"):
-                    tokens += sum(1 for c in json.loads(data).get("choices", []) if c["delta"].get("content"))
-            record.update(tokens=tokens, ok=response.status == 200 and done and tokens == max_tokens)
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        record["error"] = repr(exc)
-    finally:
-        conn.close()
-    record["end"] = time.time()
-    return record
+def ask(address: str, key: str, max_tokens: int = 4, stream: bool = False) -> dict:
+    """One chat completion through the unit's LiteLLM."""
+    return chat(lambda: connection(address, PORT), key, max_tokens, stream)
 
 
-class RequestStream:
+def request_stream(addresses: dict, keys: dict) -> Traffic:
     """Per unit, two streaming requests one after another, half a stream apart (so that one is always past its first
     token when a drain begins, not between two), and short requests in a loop, each one recorded."""
-
-    def __init__(self, addresses: dict, keys: dict):
-        self.records: list[dict] = []
-        self.stop = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._run, args=(unit, addresses[unit], keys[unit], stream, offset), daemon=True)
-            for unit in UNITS
-            for stream, offset in ((True, 0.0), (True, 1.5), (False, 0.0))
-        ]
-
-    def _run(self, unit: str, address: str, key: str, stream: bool, offset: float) -> None:
-        self.stop.wait(offset)
-        while not self.stop.is_set():
-            record = chat(address, key, STREAM_TOKENS if stream else 4, stream)
-            self.records.append({**record, "unit": unit})
-            if not record["ok"]:
-                time.sleep(0.2)  # a unit being updated refuses connections; do not spin on it
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(90)
+    return Traffic(
+        (unit, partial(connection, addresses[unit], PORT), keys[unit], STREAM_TOKENS if stream else 4, stream, offset)
+        for unit in UNITS
+        for stream, offset in ((True, 0.0), (True, 1.5), (False, 0.0))
+    )
 
 
 def key_aliases(address: str) -> list[str]:
@@ -247,7 +195,7 @@ def test_site_refuses_on_the_canary_a_flag_vllm_refuses_and_every_unit_serves_th
     """The seed guide's "Fast Startup Mode" flag through site.yml, the documented way to apply a change."""
     before = {unit: services(c) for unit, c in units.items()}
     refused = json.dumps({"vllm_server_settings": {"compilation_config": {"level": 0}}})
-    with RequestStream(addresses, keys) as requests:
+    with request_stream(addresses, keys) as requests:
         time.sleep(1)
         code, output = playbook("site", "-e", refused)
     assert code != 0
@@ -269,7 +217,7 @@ def test_site_puts_back_a_canary_whose_vllm_fails_its_gate_and_stops(units, addr
     assert len(re.findall(r"vllm_server : Run vLLM\] \**\nchanged: ", output)) == 3
     assert {unit: services(c) for unit, c in units.items()} == before
     since = time.time()
-    with RequestStream(addresses, keys) as requests:
+    with request_stream(addresses, keys) as requests:
         time.sleep(1)
         code, output = playbook("site", *broken)
         time.sleep(1)
@@ -284,14 +232,14 @@ def test_site_puts_back_a_canary_whose_vllm_fails_its_gate_and_stops(units, addr
     out = min(t for t, action in events(units["thor-01"], "ai-vllm", since, time.time()) if action == "kill")
     failed = [r for r in requests.records if not r["ok"]]
     assert all(r["unit"] == "thor-01" and r["end"] >= out - KILL_EVENT_GRACE for r in failed), failed
-    assert chat(addresses["thor-01"], keys["thor-01"])["ok"]
+    assert ask(addresses["thor-01"], keys["thor-01"])["ok"]
     note(f"site.yml, a vLLM that fails its gate: failed requests {failures(requests)} of {len(requests.records)}")
 
 
 def test_site_rolls_a_good_change_through_in_batches(units, addresses, keys):
     before = {unit: services(c) for unit, c in units.items()}
     since = time.time()
-    with RequestStream(addresses, keys) as requests:
+    with request_stream(addresses, keys) as requests:
         time.sleep(2)
         code, output = playbook(
             "site", "-e", json.dumps({"vllm_server_settings": {"max_num_seqs": 8}}), "-e", "thorfleet_batch_size=2"
@@ -338,7 +286,7 @@ def test_a_canary_whose_new_image_fails_its_gate_is_rolled_back_and_the_rollout_
         assert not has_image(units[unit], BROKEN_VLLM)
         assert backups(units[unit]) == dumps[unit]
     # The canary serves its attendee again, and the smoke key is gone.
-    assert chat(addresses["thor-01"], keys["thor-01"])["ok"]
+    assert ask(addresses["thor-01"], keys["thor-01"])["ok"]
     conn = http.client.HTTPConnection(addresses["thor-01"], PORT, timeout=10)
     conn.request(
         "GET",
@@ -354,7 +302,20 @@ def test_a_good_update_rolls_through_in_batches_under_a_request_stream(units, ad
     aliases_before = {unit: key_aliases(address) for unit, address in addresses.items()}
     assert all(KEY_ALIASES[unit] in aliases for unit, aliases in aliases_before.items()), aliases_before
     since = time.time()
-    with RequestStream(addresses, keys) as requests:
+    # And clients of the fleet gateway (on thor-01), which routes around each unit while it is updated.
+    raw = yaml.safe_load((EPHEMERAL / "inventory.artifacts" / "keys" / "raw-keys.yml").read_text())
+    gateway = partial(connection, addresses["thor-01"], 443, str(EPHEMERAL / "inventory.artifacts" / "ca" / "ca.crt"))
+    # A gateway user each (gateway-roster.csv), under nginx's rate per key.
+    through_gateway = Traffic(
+        ("gateway", gateway, raw[alias], STREAM_TOKENS if stream else 4, stream, offset)
+        for alias, stream, offset in (
+            ("gw-1", True, 0.0),
+            ("gw-2", True, 1.5),
+            ("gw-3", False, 0.0),
+            ("gw-4", False, 0.1),
+        )
+    )
+    with request_stream(addresses, keys) as requests, through_gateway:
         time.sleep(2)  # the stream runs before the first drain
         started = time.monotonic()
         code, output = playbook(
@@ -387,6 +348,14 @@ def test_a_good_update_rolls_through_in_batches_under_a_request_stream(units, ad
         assert key_aliases(addresses[unit]) == aliases_before[unit]
     summary = served_around(requests, windows(units, "ai-litellm", since, until))
     note(f"rolling_update.yml, a good update in {seconds:.1f} s: {json.dumps(summary)}")
+    # Through the gateway, not one failure: each unit's vLLM drained what it had and the router sent the rest elsewhere.
+    by_unit = Counter(r["served_by"] for r in through_gateway.records)
+    note(
+        f"rolling_update.yml through the gateway: {len(through_gateway.records)} requests, "
+        f"{sum(not r['ok'] for r in through_gateway.records)} failed, served by {dict(by_unit)}"
+    )
+    assert [r for r in through_gateway.records if not r["ok"]] == []
+    assert set(by_unit) == set(UNITS), by_unit
 
 
 def rows(container) -> list[str]:
@@ -420,7 +389,7 @@ def test_a_postgresql_major_change_is_refused_without_the_opt_in_and_carries_eve
     seventeen = ("-e", f"container_images_postgres={POSTGRES_17}")
 
     # Without the opt-in: refused on the canary before its PostgreSQL is touched, with the remedy; nobody is cut off.
-    with RequestStream(addresses, keys) as requests:
+    with request_stream(addresses, keys) as requests:
         time.sleep(1)
         code, output = playbook("site", *seventeen)
     assert code != 0
@@ -457,7 +426,7 @@ def test_a_postgresql_major_change_is_refused_without_the_opt_in_and_carries_eve
     assert {unit: services(c) for unit, c in units.items()} == before
     assert data_version(units["thor-01"]) == "15" and kept(units["thor-01"]) == []
     assert {unit: rows(c) for unit, c in units.items()} == data
-    assert chat(addresses["thor-01"], keys["thor-01"])["ok"]
+    assert ask(addresses["thor-01"], keys["thor-01"])["ok"]
     psql(units["thor-01"], "drop owned by reporting", "drop role reporting")
     data = {unit: rows(c) for unit, c in units.items()}
 
@@ -472,6 +441,6 @@ def test_a_postgresql_major_change_is_refused_without_the_opt_in_and_carries_eve
         assert images_of(services(container))["ai-postgres"] == POSTGRES_17
         assert data_version(container) == "17" and kept(container) == []
         assert rows(container) == data[unit]
-        assert chat(addresses[unit], keys[unit])["ok"]
+        assert ask(addresses[unit], keys[unit])["ok"]
     count = sum(map(len, data.values()))
     note(f"site.yml, PostgreSQL 15 to 17 with the opt-in on 3 units in {seconds:.1f} s: {count} rows, all equal after")
