@@ -83,7 +83,9 @@ def test_a_name_served_by_one_of_its_deployments_passes_naming_the_others(backen
     """The gateway's model list: one deployment per unit under one name. One that answers serves the name; a name
     whose every deployment fails is refused."""
     down = "http://127.0.0.1:9/v1"
-    run = check([("a", "Qwen3-VL-30B-A3B", down), ("a", "Qwen3-VL-30B-A3B", backend), ("b", "x", down), ("b", "x", down)])
+    run = check(
+        [("a", "Qwen3-VL-30B-A3B", down), ("a", "Qwen3-VL-30B-A3B", backend), ("b", "x", down), ("b", "x", down)]
+    )
     assert run.returncode == 1
     assert run.stdout.startswith(f"model a: its backend {down} does not answer (") and len(run.stdout.splitlines()) == 1
     assert [line.split(" does not")[0] for line in run.stderr.splitlines()] == [f"model b: its backend {down}"] * 2
