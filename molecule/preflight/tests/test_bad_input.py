@@ -137,7 +137,7 @@ CASES = {
     # Refused by the wiring's argument spec, the first task of the preflight play, before `| int` could cut it down.
     "fractional port": (
         {"litellm_proxy_port": "12434.5"},
-        "argument 'litellm_proxy_port' is of type str and we were unable to convert to int",
+        'litellm_proxy_port must be 1-65535, written as a whole number (got "12434.5")',
     ),
     "port with a leading space": (
         {"litellm_proxy_port": " 12434"},
