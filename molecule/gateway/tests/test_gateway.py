@@ -27,8 +27,8 @@ SECRETS = yaml.safe_load((PROJECT / "inventories/sim/group_vars/thor/generated.y
 UNITS = ("thor-01", "thor-02", "thor-03")
 GATEWAY = "thor-01"
 HTTPS, HTTP, LITELLM, VLLM = 443, 80, 4000, 8000
-# The scenario's router settings (thorfleet_defaults): a failed unit is cooled down for 10 s at its first failure.
-COOLDOWN = 10
+# The scenario's router settings (hosts.yml): a failed unit is cooled down for 3 s at its first failure.
+COOLDOWN = 3
 # The gateway roster's users: a client each, so that none passes nginx's rate per key (hosts.yml: 20 requests/s).
 CLIENTS = ("gw-1", "gw-2", "gw-3", "gw-4")
 
