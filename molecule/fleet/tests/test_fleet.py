@@ -1,15 +1,19 @@
 """Fleet operations on three simulated units: drift reported by --check and healed by one run, status,
-ordered stop and start, log collection, and faults confined to the unit that has them.
+ordered stop and start, log collection, the roster's keys (the handout, limits, the spend report, bad rosters, a lost
+database), and faults confined to the unit that has them.
 
-The tests run in file order and share the fleet: spend is made first, drift is injected, checked and healed,
-and the faults come last. Units are reached from the controller through the Docker SDK, as the simulator does.
+The tests run in file order and share the fleet: spend is made first, drift is injected, checked and healed, the keys
+are tried, and the faults come last. Units are reached from the controller through the Docker SDK, as the simulator
+does. LiteLLM listens on another port than its default (hosts.yml): every playbook must follow it.
 """
 
 import csv
+import hashlib
 import json
 import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import docker
@@ -25,6 +29,7 @@ ROSTER = SCENARIO / "roster.csv"
 KEYS = ["-e", f"keys_roster={ROSTER}", "-e", json.dumps({"keys_organisers": [{"alias": "organiser"}]})]
 UNITS = ["thor-01", "thor-02", "thor-03"]
 MODEL = "Qwen3-VL-30B-A3B"
+PORT = 14434
 SERVICES = ["ai-postgres", "ai-vllm", "ai-litellm"]
 # thor-02 also runs the metrics proxy (hosts.yml), so that the network drift there reaches it too.
 CONTAINERS = {"thor-01": SERVICES, "thor-02": [*SERVICES, "ai-metrics"], "thor-03": SERVICES}
@@ -78,22 +83,27 @@ def inspect(name, container):
     return json.loads(sh(name, f"docker inspect {container}"))[0]
 
 
-def chat(name, key, n=1):
-    """Status codes of n chat requests through the unit's LiteLLM with `key`."""
+def answers(name, key, n=1):
+    """(status, Retry-After) of n chat requests through the unit's LiteLLM with `key`."""
     script = f"""
 import json, urllib.request, urllib.error
 for _ in range({n}):
-    req = urllib.request.Request("http://127.0.0.1:12434/v1/chat/completions", method="POST",
+    req = urllib.request.Request("http://127.0.0.1:{PORT}/v1/chat/completions", method="POST",
         data=json.dumps({{"model": {MODEL!r}, "messages": [{{"role": "user", "content": "hello"}}],
                           "max_tokens": 4}}).encode(),
         headers={{"Content-Type": "application/json", "Authorization": "Bearer " + {key!r}}})
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
-            print(r.status)
+            print(json.dumps([r.status, None]))
     except urllib.error.HTTPError as e:
-        print(e.code)
+        print(json.dumps([e.code, e.headers.get("retry-after")]))
 """
-    return [int(s) for s in sh(name, f"python3 -c {shlex.quote(script)}").split()]
+    return [tuple(json.loads(line)) for line in sh(name, f"python3 -c {shlex.quote(script)}").splitlines()]
+
+
+def chat(name, key, n=1):
+    """Status codes of n chat requests through the unit's LiteLLM with `key`."""
+    return [status for status, _ in answers(name, key, n)]
 
 
 def rows(name):
@@ -293,6 +303,108 @@ def test_collect_logs_gathers_each_unit_on_the_controller(tmp_path):
         kernel = (folder / "kernel.log").read_text()
         assert kernel.strip(), name
         assert oct((folder / "ai-vllm.log").stat().st_mode & 0o777) == "0o600"
+
+
+# The roster's keys (keys.yml in converge.yml).
+
+
+def test_handout_lists_every_key_privately(raw_keys):
+    handout = ARTIFACTS / "keys" / "handout.csv"
+    assert oct(handout.stat().st_mode & 0o777) == "0o600"
+    assert oct((ARTIFACTS / "keys" / "raw-keys.yml").stat().st_mode & 0o777) == "0o600"
+    rows = list(csv.DictReader(handout.open()))
+    roster = {r["alias"]: r["unit"] for r in csv.DictReader(ROSTER.open())}
+    assert {r["alias"]: r["unit"] for r in rows if r["alias"] in roster} == roster
+    assert {r["unit"] for r in rows if r["alias"] == "organiser"} == set(UNITS)
+    assert all(r["key"] == raw_keys[r["alias"]] and r["base_url"].endswith(f":{PORT}/v1") for r in rows)
+
+
+def test_the_inventory_holds_only_the_units():
+    """The keys and reports written beside the inventory are not read as inventory."""
+    listed = subprocess.run(
+        ["ansible-inventory", "-i", str(INVENTORY), "--list"], capture_output=True, text=True, check=True
+    )
+    groups = json.loads(listed.stdout)
+    hosts = {host for group in groups.values() if isinstance(group, dict) for host in group.get("hosts", [])}
+    assert hosts == {*UNITS, "cache_source"}
+    assert "WARNING" not in listed.stderr, listed.stderr
+
+
+def test_an_attendee_key_works_on_its_own_unit_only(raw_keys):
+    assert chat("thor-01", raw_keys["alice"]) == [200]
+    assert chat("thor-01", raw_keys["organiser"]) == [200]
+    assert chat("thor-01", raw_keys["bob"]) == [401]  # bob's unit is thor-02
+
+
+def test_over_the_rpm_limit_is_429_with_retry_after(raw_keys):
+    results = answers("thor-01", raw_keys["erin"], n=3)  # erin: rpm_limit 2, used nowhere else
+    assert [status for status, _ in results[:2]] == [200, 200]
+    status, retry_after = results[2]
+    assert status == 429
+    assert retry_after is not None and int(retry_after) > 0
+
+
+def test_spend_report_adds_up_what_the_database_holds(raw_keys):
+    assert chat("thor-01", raw_keys["alice"], n=2) == [200, 200]
+    rc, output = playbook("spend_report")
+    assert rc == 0, output[-3000:]
+    assert "alice" in output and "Written: " in output
+    report = {(row["unit"], row["alias"]): row for row in csv.DictReader((ARTIFACTS / "reports" / "spend.csv").open())}
+    roster = {(r["unit"], r["alias"]) for r in csv.DictReader(ROSTER.open())}
+    assert set(report) == roster | {(name, "organiser") for name in UNITS}
+    token = hashlib.sha256(raw_keys["alice"].encode()).hexdigest()
+    (spent,) = sql(
+        "thor-01", f"""SELECT count(*), sum(total_tokens) FROM "LiteLLM_SpendLogs" WHERE api_key = '{token}'"""
+    )
+    requests, tokens = spent.split("|")
+    (spend,) = sql("thor-01", f"""SELECT spend FROM "LiteLLM_VerificationToken" WHERE token = '{token}'""")
+    alice = report[("thor-01", "alice")]
+    assert int(requests) >= 3 and int(tokens) > 0
+    assert (alice["requests"], alice["total_tokens"]) == (requests, tokens)
+    assert float(alice["spend_usd"]) == pytest.approx(float(spend), rel=1e-5) and float(spend) > 0
+    assert "| unit | alias |" in (ARTIFACTS / "reports" / "spend.md").read_text()
+    for secret in raw_keys.values():
+        assert secret not in output
+
+
+BAD_ROSTERS = {
+    "malformed row": ("alias,unit,email,team\n,thor-01,x@example.org,eng\n", "roster row 1: alias '' is missing"),
+    "duplicate alias": ("alias,unit\ndan,thor-01\ndan,thor-02\n", "roster row 2: alias 'dan' is already used by row 1"),
+    "negative limit": (
+        "alias,unit,rpm_limit\ndan,thor-01,-3\n",
+        "roster row 1 (dan) rpm_limit: '-3' must be 0 or more",
+    ),
+    "bad budget_duration": (
+        "alias,unit,budget_duration\ndan,thor-01,30 days\n",
+        "roster row 1 (dan) budget_duration '30 days' is not a duration LiteLLM accepts",
+    ),
+    "unknown unit": ("alias,unit\ndan,thor-09\n", "roster row 1 (dan): unit 'thor-09' is not in the inventory"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ROSTERS)
+def test_a_bad_roster_is_refused_before_any_change(tmp_path, case):
+    text, message = BAD_ROSTERS[case]
+    roster = tmp_path / "roster.csv"
+    roster.write_text(text)
+    store = (ARTIFACTS / "keys" / "raw-keys.yml").read_bytes()
+    rc, output = playbook("keys", "-e", f"keys_roster={roster}")
+    assert rc != 0
+    assert message in output, output[-2000:]
+    assert not any(f"{name} " in output.split("PLAY RECAP")[-1] for name in UNITS)  # the units were never reached
+    assert (ARTIFACTS / "keys" / "raw-keys.yml").read_bytes() == store
+
+
+def test_keys_come_back_after_the_database_is_lost(raw_keys):
+    sh("thor-01", "docker rm -f ai-postgres && rm -rf /var/lib/thorfleet/postgres")
+    rc, output = playbook("site", "--limit", "thor-01")
+    assert rc == 0, output[-3000:]
+    assert chat("thor-01", raw_keys["alice"]) == [401]  # a new, empty database
+    rc, output = playbook("keys", *KEYS)
+    assert rc == 0, output[-3000:]
+    assert chat("thor-01", raw_keys["alice"]) == [200]
+    for secret in raw_keys.values():
+        assert secret not in output
 
 
 def test_faults_stay_on_their_unit(tmp_path):
