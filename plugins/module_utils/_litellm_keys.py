@@ -55,7 +55,8 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 31 *
 _KEY_ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,253}[A-Za-z0-9]")
 KEY_ALIAS_RULE = "2 to 255 letters, digits, '_', '.', '@' or '-', with a letter or digit first and last"
 
-# Per-key settings, as LiteLLM names them. `duration` is create-only (LiteLLM keeps `expires`, not it).
+# Per-key settings, as LiteLLM names them. `duration` is create-only (LiteLLM keeps `expires`, not it); `expires`, an
+# absolute end, is sent as the `duration` from now that ends then (LiteLLM takes no `expires` in a request).
 SETTINGS = (
     "models",
     "rpm_limit",
@@ -65,6 +66,7 @@ SETTINGS = (
     "soft_budget",
     "budget_duration",
     "duration",
+    "expires",
     "metadata",
     "user_id",
     "team_id",
@@ -136,6 +138,9 @@ VIEW_FIELDS = (
     "spend",
 )
 DIFF_IGNORED = ("spend", "budget_reset_at")
+# How far a stored expiry may be from `expires` and still count as it: the request's own delay between the module's
+# clock and the proxy's, with room for clocks a few seconds apart.
+EXPIRES_TOLERANCE = timedelta(seconds=60)
 
 ACTIONS = ("created", "updated", "deleted", "unchanged", "failed")
 DELETE_BATCH = 100
@@ -161,6 +166,32 @@ def duration_error(value: object, name: str = "duration") -> str | None:
     except OverflowError:
         return f"{name} {value!r} is too long: it ends after the year 9999"
     return None
+
+
+def moment(value: object) -> datetime | None:
+    """An ISO 8601 date and time with its UTC offset (or Z) as an aware datetime; None when it is not one."""
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None and parsed.utcoffset() is not None else None
+
+
+def expires_error(value: object, now: datetime) -> str | None:
+    """Why `value` cannot be a key's end (expires), or None."""
+    if not isinstance(value, str) or moment(value) is None:
+        return (
+            f"expires {value!r} is not a date and time with its UTC offset, such as 2026-12-07T18:00:00Z or "
+            "2026-12-07T19:00:00+01:00"
+        )
+    if moment(value) <= now:
+        return f"expires {value!r} is in the past (it is {now.isoformat(timespec='seconds')} now)"
+    return None
+
+
+def duration_until(value: str, now: datetime) -> str:
+    """The duration LiteLLM takes (whole seconds) that ends at `value`, from `now`."""
+    return f"{max(1, math.ceil((moment(value) - now).total_seconds()))}s"
 
 
 def custom_key_error(raw_key: object) -> str | None:
@@ -203,6 +234,10 @@ def entries_from(params):
     entries = []
     for item in params["keys"]:
         entry = dict(defaults)
+        # An entry's own end (duration or expires) replaces the default's, whichever of the two that is.
+        if item.get("duration") is not None or item.get("expires") is not None:
+            entry.pop("duration", None)
+            entry.pop("expires", None)
         entry.update({name: item[name] for name in SETTINGS if item.get(name) is not None})
         entry.update(key_alias=item["key_alias"], key=item.get("key"), state=item.get("state") or params["state"])
         entry["owner"] = owner
@@ -210,7 +245,7 @@ def entries_from(params):
     return entries
 
 
-def entry_errors(entry):
+def entry_errors(entry, now):
     """Everything wrong with one entry, before any request. Messages never quote a raw key."""
     errors = []
     alias_problem = key_alias_error(entry.get("key_alias"))
@@ -232,6 +267,12 @@ def entry_errors(entry):
             problem = duration_error(entry[name], name)
             if problem:
                 errors.append(problem)
+    if entry.get("expires") is not None:
+        problem = expires_error(entry["expires"], now)
+        if problem:
+            errors.append(problem)
+        if entry.get("duration") is not None:
+            errors.append("give duration (from when the key is made) or expires (an end time), not both")
     for model in entry.get("models") or []:
         if not isinstance(model, str) or not model.strip():
             errors.append("models must be non-empty names")
@@ -249,7 +290,7 @@ def entry_errors(entry):
     return errors
 
 
-def input_errors(params, entries):
+def input_errors(params, entries, now):
     errors = []
     if params["timeout"] <= 0:
         errors.append("timeout must be more than 0 seconds")
@@ -264,7 +305,7 @@ def input_errors(params, entries):
     bulk = params.get("keys") is not None
     for index, entry in enumerate(entries):
         where = f"keys[{index}] (key_alias {entry.get('key_alias')!r}): " if bulk else ""
-        errors.extend(where + problem for problem in entry_errors(entry))
+        errors.extend(where + problem for problem in entry_errors(entry, now))
     aliases = {}
     tokens = {}
     for entry in entries:
@@ -321,6 +362,14 @@ def owner_of(row):
     return metadata.get(OWNER_MARKER) if isinstance(metadata, dict) else None
 
 
+def same_end(wanted, stored):
+    """Whether a stored expiry is the end `wanted` (within EXPIRES_TOLERANCE)."""
+    stored_moment = moment(stored) if stored else None
+    if stored_moment is None and stored:
+        stored_moment = moment(f"{stored}+00:00")  # LiteLLM's own timestamps may come without an offset: UTC
+    return stored_moment is not None and abs(stored_moment - moment(wanted)) <= EXPIRES_TOLERANCE
+
+
 def same(name, wanted, stored):
     if name == "models":
         return sorted(wanted) == sorted(stored or [])
@@ -331,11 +380,15 @@ def same(name, wanted, stored):
     return stored == wanted
 
 
-def changes_for(entry, view):
-    """The fields to send to /key/update: only those that differ; never `duration`; `metadata` whole."""
+def changes_for(entry, view, now):
+    """The fields to send to /key/update: only those that differ; never `duration`; `metadata` whole; `expires` as
+    the duration from `now` that ends then."""
     changes = {}
     for name in UPDATABLE:
-        if name == "metadata":
+        if name == "expires":
+            if entry.get(name) is not None and not same_end(entry[name], view.get(name)):
+                changes["duration"] = duration_until(entry[name], now)
+        elif name == "metadata":
             metadata = whole_metadata(entry.get("metadata"), view.get("metadata"), entry.get("owner"))
             if metadata != view.get("metadata"):
                 changes["metadata"] = metadata
@@ -346,13 +399,15 @@ def changes_for(entry, view):
     return changes
 
 
-def generate_body(entry):
+def generate_body(entry, now):
     body = {"key_alias": entry["key_alias"]}
     if entry.get("key"):
         body["key"] = entry["key"]
     for name in SETTINGS:
-        if name != "metadata" and entry.get(name) is not None:
+        if name not in ("metadata", "expires") and entry.get(name) is not None:
             body[name] = entry[name]
+    if entry.get("expires") is not None:
+        body["duration"] = duration_until(entry["expires"], now)
     body["metadata"] = whole_metadata(entry.get("metadata") or {}, {}, entry.get("owner"))
     return body
 
@@ -363,11 +418,13 @@ def raw_key_in(answer):
     return value if isinstance(value, str) and value.startswith("sk-") else None
 
 
-def created_view(entry, answer=None):
+def created_view(entry, now, answer=None):
     """The key as created (from LiteLLM's answer) or, without an answer, as it would be."""
     answer = dict(answer or {})
     raw_key = entry.get("key") or raw_key_in(answer)
-    source = {name: value for name, value in generate_body(entry).items() if name != "key"}
+    source = {name: value for name, value in generate_body(entry, now).items() if name not in ("key", "duration")}
+    if entry.get("expires") is not None:
+        source["expires"] = entry["expires"]
     source.update({name: value for name, value in answer.items() if name in VIEW_FIELDS and value is not None})
     view = key_view(source)
     if raw_key:
@@ -379,6 +436,15 @@ def created_view(entry, answer=None):
     if entry.get("duration") is not None:
         view["duration"] = entry["duration"]
     return view
+
+
+def updated_view(view, changes, wanted_expires):
+    """The key as updated: the changes, with an end sent as a duration shown as the end."""
+    after = {**view, **changes}
+    if "duration" in after:
+        del after["duration"]
+        after["expires"] = wanted_expires
+    return after
 
 
 def expired(view, now):
@@ -453,9 +519,9 @@ def plan_key(entry, by_hash, alias_rows, now, alias_conflict="fail"):
     delete = sorted(row["token"] for row in holders)
 
     if current is None:
-        body = generate_body(entry)
+        body = generate_body(entry, now)
         changed = sorted(name for name in body if name != "key")
-        after = created_view(entry)
+        after = created_view(entry, now)
         return Plan("created", alias, token, delete, body=body, changed_fields=changed, after=after, warnings=warnings)
 
     view = key_view(current)
@@ -467,16 +533,16 @@ def plan_key(entry, by_hash, alias_rows, now, alias_conflict="fail"):
         )
     if expired(view, now):
         warnings.append(f"key_alias {alias!r}: the key expired at {view['expires']}")
-    changes = changes_for(entry, view)
+    changes = changes_for(entry, view, now)
     return Plan(
         "updated" if changes or holders else "unchanged",
         alias,
         view["token"],
         delete,
         changes=changes,
-        changed_fields=sorted(changes),
+        changed_fields=sorted("expires" if name == "duration" else name for name in changes),
         before=view,
-        after={**view, **changes},
+        after=updated_view(view, changes, entry.get("expires")),
         warnings=warnings,
     )
 
@@ -545,7 +611,8 @@ class KeyEngine:
 
     def reconcile(self, entry, by_hash, alias_rows):
         """Plan one key from what was read, and act; a result dict. Raises LiteLLMError or Conflict."""
-        plan = plan_key(entry, by_hash, alias_rows, datetime.now(UTC), self.alias_conflict)
+        now = datetime.now(UTC)
+        plan = plan_key(entry, by_hash, alias_rows, now, self.alias_conflict)
         if plan.delete:
             self._send(self.client.delete_keys, tokens=plan.delete)
         result = dict(
@@ -559,7 +626,7 @@ class KeyEngine:
         )
         if plan.action == "created":
             answer = self._send(self._generate, plan)
-            result["after"] = created_view(entry, answer)
+            result["after"] = created_view(entry, now, answer)
             result["token"] = result["after"]["token"]
             if not entry.get("key") and raw_key_in(answer):
                 result["key"] = answer["key"]

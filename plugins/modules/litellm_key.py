@@ -131,6 +131,18 @@ options:
         a supplied O(key), the same raw key keeps working.
       - The module warns when O(duration) is set and an existing key has no expiry date, and whenever a
         managed key has expired.
+      - Mutually exclusive with O(expires) in a key's settings.
+    type: str
+  expires:
+    description:
+      - When the key stops working, as an ISO 8601 date and time with its UTC offset, such as
+        V(2026-12-07T18:00:00Z) or V(2026-12-07T19:00:00+01:00). For example the end of a workshop, the same for
+        every key of a cohort.
+      - LiteLLM takes no end time in a request, only a duration from now; the module sends the duration, in whole
+        seconds, that ends then, on creation and whenever the stored end differs from O(expires) by more than 60
+        seconds (so an existing key is moved to a new end, unlike with O(duration), and a re-run changes nothing).
+      - It must be in the future. Mutually exclusive with O(duration) in a key's settings; an entry of O(keys) that
+        sets one of the two does not take the other from the top level.
     type: str
   metadata:
     description:
@@ -158,8 +170,8 @@ options:
     description:
       - Many keys in one task (the bulk form). Each entry takes the same per-key options as the module.
       - Options set at the top level of the task, outside O(keys) (O(state), O(models), the limits, the
-        budgets, O(duration), O(metadata), O(user_id), O(team_id), O(blocked)), are defaults for every entry
-        that does not set them. An entry's O(keys[].metadata) replaces the default metadata as a whole.
+        budgets, O(duration) or O(expires), O(metadata), O(user_id), O(team_id), O(blocked)), are defaults for every
+        entry that does not set them. An entry's O(keys[].metadata) replaces the default metadata as a whole.
       - Aliases, and supplied raw keys, must be unique within the list.
       - Mutually exclusive with O(key_alias) and O(key).
     type: list
@@ -200,6 +212,9 @@ options:
         type: str
       duration:
         description: See O(duration).
+        type: str
+      expires:
+        description: See O(expires).
         type: str
       metadata:
         description: See O(metadata).
@@ -497,9 +512,16 @@ request:
   sample: GET /key/list?key_alias=alice&return_full_object=true&page=1&size=100
 """
 
+from datetime import datetime
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.thorfleet.llm.plugins.module_utils._litellm import CONNECTION_SPEC, client_from_params
-from ansible_collections.thorfleet.llm.plugins.module_utils._litellm_keys import KeyEngine, entries_from, input_errors
+from ansible_collections.thorfleet.llm.plugins.module_utils._litellm_keys import (
+    UTC,
+    KeyEngine,
+    entries_from,
+    input_errors,
+)
 
 # The per-key settings (SETTINGS in module_utils/_litellm_keys.py), an option each.
 KEY_SETTINGS_SPEC = dict(
@@ -511,6 +533,7 @@ KEY_SETTINGS_SPEC = dict(
     soft_budget=dict(type="float"),
     budget_duration=dict(type="str"),
     duration=dict(type="str"),
+    expires=dict(type="str"),
     metadata=dict(type="dict"),
     user_id=dict(type="str"),
     team_id=dict(type="str"),
@@ -549,7 +572,7 @@ def main():
     )
     params = module.params
     entries = entries_from(params)
-    errors = input_errors(params, entries)
+    errors = input_errors(params, entries, datetime.now(UTC))
     if errors:
         module.fail_json(msg="invalid input: " + "; ".join(errors), errors=errors)
     client = client_from_params(params)

@@ -9,7 +9,9 @@ from ansible_collections.thorfleet.llm.plugins.module_utils._litellm_keys import
     Conflict,
     custom_key_error,
     duration_error,
+    entries_from,
     exclusive_extras,
+    expires_error,
     is_key_alias,
     key_alias_error,
     plan_key,
@@ -128,6 +130,40 @@ PLANS = {
         [stored(ALICE, "alice", rpm_limit=10, tpm_limit=5)],
         dict(action="updated", token=hash_key(ALICE), changes={"rpm_limit": 20}, changed_fields=["rpm_limit"]),
     ),
+    "an end time is sent as the duration from now that ends then": (
+        entry(expires="2026-06-01T18:00:00+02:00"),
+        None,
+        [],
+        dict(
+            action="created",
+            body={"key_alias": "alice", "duration": "57600s", "metadata": MARK},
+            changed_fields=["duration", "key_alias", "metadata"],
+        ),
+    ),
+    "a stored end within a minute of the end time is the end time": (
+        entry(expires="2026-06-01T16:00:00Z"),
+        None,
+        [stored(ALICE, "alice", expires="2026-06-01T16:00:59.5+00:00")],
+        dict(action="unchanged", changes={}),
+    ),
+    "LiteLLM's stored end without an offset is UTC": (
+        entry(expires="2026-06-01T18:00:00+02:00"),
+        None,
+        [stored(ALICE, "alice", expires="2026-06-01T16:00:00")],
+        dict(action="unchanged", changes={}),
+    ),
+    "a moved end time moves the key's end": (
+        entry(expires="2026-06-01T17:00:00Z"),
+        None,
+        [stored(ALICE, "alice", expires="2026-06-01T16:00:00Z")],
+        dict(action="updated", changes={"duration": "61200s"}, changed_fields=["expires"]),
+    ),
+    "a key that never expires gets the end time": (
+        entry(expires="2026-06-01T00:00:01Z"),
+        None,
+        [stored(ALICE, "alice")],
+        dict(action="updated", changes={"duration": "1s"}, changed_fields=["expires"]),
+    ),
     "an unchanged budget_duration and any duration stay unsent": (
         entry(budget_duration="30d", duration="7d"),
         None,
@@ -198,6 +234,41 @@ def test_a_plan_holds_the_key_before_and_after():
     created = plan_key(entry(key=ALICE, duration="7d"), None, [], now=NOW)
     assert (created.before, created.after["token"], created.after["duration"]) == ({}, hash_key(ALICE), "7d")
     assert created.after["key_name"] == "sk-..." + ALICE[-4:]
+
+
+def test_an_end_time_shows_as_the_end_before_and_after():
+    plan = plan_key(
+        entry(expires="2026-06-01T17:00:00Z"), None, [stored(ALICE, "alice", expires="2026-06-01T16:00:00Z")], now=NOW
+    )
+    assert (plan.before["expires"], plan.after["expires"]) == ("2026-06-01T16:00:00Z", "2026-06-01T17:00:00Z")
+    assert "duration" not in plan.after
+    created = plan_key(entry(expires="2026-06-01T17:00:00Z"), None, [], now=NOW)
+    assert created.after["expires"] == "2026-06-01T17:00:00Z" and "duration" not in created.after
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2026-06-01T00:00:01Z", None),
+        ("2026-06-01T02:00:01+02:00", None),
+        ("2026-06-01T00:00:00Z", "is in the past"),
+        ("2026-05-31T12:00:00+00:00", "is in the past"),
+        ("2026-06-01T18:00:00", "with its UTC offset"),
+        ("tomorrow", "with its UTC offset"),
+        (1780000000, "with its UTC offset"),
+    ],
+)
+def test_end_times(value, message):
+    problem = expires_error(value, NOW)
+    assert problem is None if message is None else message in problem
+
+
+def test_an_entrys_own_end_replaces_the_default_whichever_it_is():
+    params = {"keys": [{"key_alias": "a", "expires": "2026-06-02T00:00:00Z"}, {"key_alias": "b"}], "state": "present"}
+    params["duration"] = "7d"
+    first, second = entries_from(params)
+    assert ("duration" not in first, first["expires"]) == (True, "2026-06-02T00:00:00Z")
+    assert (second["duration"], "expires" in second) == ("7d", False)
 
 
 def test_a_plan_says_nothing_about_an_absent_key_it_did_not_find():

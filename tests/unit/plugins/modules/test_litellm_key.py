@@ -6,6 +6,7 @@ key may ever appear in a URL or in the module's output, except a key LiteLLM gen
 
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
@@ -216,6 +217,31 @@ def test_duration_on_a_key_that_never_expires_is_reported(run_module, fake):
     assert result["changed"] is False
     assert fake.mutations() == []
     assert any("duration applies only when a key is created" in warning for warning in warnings_of(result))
+
+
+def test_an_end_time_ends_the_key_then_and_a_second_run_changes_nothing(run_module, fake):
+    end = (datetime.now(timezone.utc) + timedelta(hours=3)).replace(microsecond=0)  # noqa: UP017 - as the module
+    result = run_module({"key_alias": "alice", "expires": end.isoformat()})
+    assert result["action"] == "created"
+    (generate,) = fake.calls("POST", "/key/generate")
+    assert generate.body["duration"] in {f"{3 * 3600 - lag}s" for lag in range(3)} and "expires" not in generate.body
+    stored = datetime.fromisoformat(fake.row("alice")["expires"])
+    assert abs(stored - end) < timedelta(seconds=3)
+    assert result["key_info"]["expires"] == fake.row("alice")["expires"]  # as LiteLLM stored it
+    again = run_module({"key_alias": "alice", "expires": end.isoformat()})
+    assert (again["changed"], fake.calls("POST", "/key/update")) == (False, [])
+
+
+def test_a_moved_end_time_moves_the_keys_end(run_module, fake):
+    end = datetime.now(timezone.utc) + timedelta(hours=3)  # noqa: UP017 - as the module
+    run_module({"key_alias": "alice", "expires": end.isoformat()})
+    later = end + timedelta(minutes=30)
+    result = run_module({"key_alias": "alice", "expires": later.isoformat()}, diff=True)
+    assert (result["action"], result["changed_fields"]) == ("updated", ["expires"])
+    (update,) = fake.calls("POST", "/key/update")
+    assert update.body.keys() == {"key", "duration"}
+    assert abs(datetime.fromisoformat(fake.row("alice")["expires"]) - later) < timedelta(seconds=3)
+    assert result["diff"]["after"]["expires"] == later.isoformat()
 
 
 def test_an_expired_key_is_reported(run_module, fake):
@@ -553,6 +579,9 @@ def test_custom_keys_disabled_on_the_proxy_is_403(run_module, fake):
         ({"budget_duration": "1y"}, "budget_duration '1y' is not a duration"),
         ({"budget_duration": "0d"}, "budget_duration '0d' must be longer than zero"),
         ({"duration": "forever"}, "duration 'forever' is not a duration"),
+        ({"expires": "2020-01-01T00:00:00Z"}, "expires '2020-01-01T00:00:00Z' is in the past"),
+        ({"expires": "2099-01-01T00:00:00"}, "is not a date and time with its UTC offset"),
+        ({"expires": "2099-01-01T00:00:00Z", "duration": "7d"}, "give duration (from when the key is made) or expires"),
         ({"key": "pk-0123456789abcdef"}, "must start with 'sk-'"),
         ({"key": "sk-short"}, "at least 16 characters"),
         ({"key": "sk-0123456789abc$ef"}, "only use letters, digits"),
