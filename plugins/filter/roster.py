@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.thorfleet.llm.plugins.module_utils._litellm_keys import (
     KEY_ALIAS_RULE,
     duration_error,
+    expires_error,
     is_key_alias,
 )
 
 INTEGER_LIMITS = ("rpm_limit", "tpm_limit", "max_parallel_requests")
 MONEY_LIMITS = ("max_budget", "soft_budget")
-OVERRIDES = (*INTEGER_LIMITS, *MONEY_LIMITS, "budget_duration", "duration", "models")
+OVERRIDES = (*INTEGER_LIMITS, *MONEY_LIMITS, "budget_duration", "duration", "expires", "models")
 COLUMNS = ("alias", "unit", "email", "team", *OVERRIDES)
 
 
@@ -77,10 +79,20 @@ def roster_keys(rows, units, defaults=None):
                 settings[name] = value if isinstance(value, list) else [m.strip() for m in str(value).split(";") if m]
             else:
                 settings[name] = str(value)
+        # A row's own end (duration or expires) replaces the defaults', whichever of the two that is.
+        for own, other in (("duration", "expires"), ("expires", "duration")):
+            if row.get(own) not in (None, "") and row.get(other) in (None, ""):
+                settings.pop(other, None)
         for name in ("budget_duration", "duration"):
             problem = duration_error(settings[name], name) if settings.get(name) is not None else None
             if problem:
                 raise AnsibleFilterError(f"{where} ({alias}) {problem}")
+        if settings.get("expires") is not None:
+            problem = expires_error(settings["expires"], datetime.now(timezone.utc))  # noqa: UP017 - as the module
+            if problem:
+                raise AnsibleFilterError(f"{where} ({alias}) {problem}")
+            if settings.get("duration") is not None:
+                raise AnsibleFilterError(f"{where} ({alias}): give duration or expires, not both")
         out.append(
             {
                 "alias": alias,

@@ -26,6 +26,20 @@ def test_rows_get_defaults_then_their_own_overrides():
     ]
 
 
+def test_a_rows_own_end_replaces_the_defaults_whichever_it_is():
+    """The play's end time (keys_expires) for everybody; a row may end its key otherwise."""
+    end = {"expires": "2099-01-01T18:00:00Z"}
+    rows = [
+        {"alias": "ann", "unit": "thor-01"},
+        {"alias": "bo", "unit": "thor-01", "duration": "1h"},
+        {"alias": "cy", "unit": "thor-01", "expires": "2099-01-02T18:00:00+01:00"},
+    ]
+    settings = [row["settings"] for row in roster.roster_keys(rows, UNITS, end)]
+    assert settings == [end, {"duration": "1h"}, {"expires": "2099-01-02T18:00:00+01:00"}]
+    with pytest.raises(AnsibleFilterError, match=r"roster row 1 \(ann\) expires .* is in the past"):
+        roster.roster_keys(rows, UNITS, {"expires": "2020-01-01T00:00:00Z"})
+
+
 def test_a_row_without_unit_goes_to_the_one_host_of_the_play():
     """The fleet gateway holds every key: its roster needs no unit column. Among several units, unit is required."""
     assert [row["unit"] for row in roster.roster_keys([{"alias": "ann", "unit": ""}, {"alias": "bo"}], ["gw"], {})] == [
@@ -60,6 +74,18 @@ def test_a_row_without_unit_goes_to_the_one_host_of_the_play():
         (
             [{"alias": "ann", "unit": "thor-01", "budget_duration": "30 days"}],
             "(ann) budget_duration '30 days' is not a duration LiteLLM accepts",
+        ),
+        (
+            [{"alias": "ann", "unit": "thor-01", "expires": "2020-01-01T00:00:00Z"}],
+            "(ann) expires '2020-01-01T00:00:00Z' is in the past",
+        ),
+        (
+            [{"alias": "ann", "unit": "thor-01", "expires": "2099-01-01 18:00"}],
+            "(ann) expires '2099-01-01 18:00' is not a date and time with its UTC offset",
+        ),
+        (
+            [{"alias": "ann", "unit": "thor-01", "expires": "2099-01-01T00:00:00Z", "duration": "7d"}],
+            "(ann): give duration or expires, not both",
         ),
         ([{"alias": "ann", "unit": "thor-01", "rpm": "5"}], "roster row 1: unknown column(s) rpm"),
         (["alice,thor-01"], "roster row 1: expected columns"),
