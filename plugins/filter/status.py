@@ -66,6 +66,7 @@ def status_row(unit, answers):
         "LiteLLM ready": "yes" if ready else f"no (HTTP {_http(litellm)})",
         "db": (litellm.get("json") or {}).get("db", "unknown"),
         "keys": totals["key_count"] if totals else "unknown",
+        "ending within 1 h": totals.get("ending_soon", "unknown") if totals else "unknown",
         "spend (USD)": f"{totals['spend']:.6f}" if totals else "unknown",
     }
 

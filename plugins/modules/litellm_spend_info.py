@@ -46,6 +46,11 @@ options:
         request and token fields are then null.
     type: bool
     default: true
+  ending_within:
+    description:
+      - Seconds ahead for RV(totals.ending_soon), the keys whose end (C(expires)) comes within them.
+    type: int
+    default: 3600
 notes:
   - The spend logs need the proxy's database. Without one, LiteLLM answers HTTP 500 and the task fails.
   - LiteLLM returns at most the newest rows of a key's spend log in one answer; RV(usage[].logs_complete) says
@@ -105,6 +110,13 @@ usage:
     budget_duration:
       description: The key's budget window, or null.
       type: str
+    expires:
+      description: When the key stops working, as LiteLLM stores it (UTC), or null when it never does.
+      type: str
+      sample: "2026-12-07T18:00:00"
+    metadata:
+      description: The key's metadata (the roster's unit, role, email, team; the collection's markers).
+      type: dict
     requests:
       description:
         - Spend log rows of the key.
@@ -126,17 +138,25 @@ usage:
     logs_complete:
       description: False when the proxy cut the spend log answer short, so the counts above miss older rows.
       type: bool
+    first_request:
+      description: Start time of the oldest request among those rows, or null.
+      type: str
     last_request:
       description: Start time of the newest request, or null.
       type: str
 totals:
-  description: The sums over RV(usage) of spend, requests and tokens (null with O(logs=false)), and the number of keys.
+  description:
+    - The sums over RV(usage) of spend, requests and tokens (null with O(logs=false)), the number of keys, and
+      C(ending_soon), how many keys stop working within O(ending_within) seconds from now.
   returned: always
   type: dict
-  sample: {key_count: 3, spend: 0.05, requests: 30, prompt_tokens: 900, completion_tokens: 300, total_tokens: 1200}
+  sample:
+    {key_count: 3, ending_soon: 0, spend: 0.05, requests: 30, prompt_tokens: 900, completion_tokens: 300,
+     total_tokens: 1200}
 """
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.thorfleet.llm.plugins.module_utils._litellm import (
@@ -146,6 +166,7 @@ from ansible_collections.thorfleet.llm.plugins.module_utils._litellm import (
     client_from_params,
     is_managed,
 )
+from ansible_collections.thorfleet.llm.plugins.module_utils._litellm_keys import UTC, moment
 
 # litellm-sim and LiteLLM 1.109.1 return at most this many spend log rows in one answer.
 SPEND_LOGS_CAP = 10000
@@ -158,6 +179,7 @@ def argument_spec():
         concurrency=dict(type="int", default=8),
         managed_only=dict(type="bool", default=False),
         logs=dict(type="bool", default=True),
+        ending_within=dict(type="int", default=3600),
     )
 
 
@@ -181,26 +203,40 @@ def key_usage(key, logs):
         spend=number(key.get("spend")),
         max_budget=key.get("max_budget"),
         budget_duration=key.get("budget_duration"),
+        expires=key.get("expires"),
+        metadata=metadata,
     )
     if logs is None:
-        return {**row, **dict.fromkeys(("requests", "logs_spend", "logs_complete", "last_request", *TOKEN_FIELDS))}
+        unread = ("requests", "logs_spend", "logs_complete", "first_request", "last_request", *TOKEN_FIELDS)
+        return {**row, **dict.fromkeys(unread)}
+    started = [str(log["startTime"]) for log in logs if log.get("startTime")]
     row.update(
         requests=len(logs),
         logs_spend=sum(number(log.get("spend")) for log in logs),
         logs_complete=len(logs) < SPEND_LOGS_CAP,
-        last_request=max((str(log["startTime"]) for log in logs if log.get("startTime")), default=None),
+        first_request=min(started, default=None),
+        last_request=max(started, default=None),
     )
     row.update({field: sum(number(log.get(field), int) for log in logs) for field in TOKEN_FIELDS})
     return row
 
 
-def totals(rows):
-    """Sums over the rows; request and token sums are null when the logs were not read."""
+def end_of(row):
+    """A key's end as an aware datetime (LiteLLM stores UTC, at times without an offset), or None."""
+    if not row.get("expires"):
+        return None
+    return moment(row["expires"]) or moment(f"{row['expires']}+00:00")
+
+
+def totals(rows, now, ending_within):
+    """Sums over the rows (request and token sums null when the logs were not read), and the keys ending soon."""
     sums = {
         field: None if any(row[field] is None for row in rows) else sum(row[field] for row in rows)
         for field in ("requests", *TOKEN_FIELDS)
     }
-    return dict(key_count=len(rows), spend=sum(row["spend"] for row in rows), **sums)
+    ends = [end_of(row) for row in rows]
+    soon = sum(1 for end in ends if end is not None and now < end <= now + timedelta(seconds=ending_within))
+    return dict(key_count=len(rows), ending_soon=soon, spend=sum(row["spend"] for row in rows), **sums)
 
 
 def main():
@@ -221,7 +257,7 @@ def main():
     except LiteLLMError as exc:
         module.fail_json(msg=str(exc), status=exc.status, request=f"{exc.method} {exc.path}")
     rows = sorted(map(key_usage, keys, logs), key=lambda row: (row["key_alias"] is None, row["key_alias"] or ""))
-    module.exit_json(changed=False, usage=rows, totals=totals(rows))
+    module.exit_json(changed=False, usage=rows, totals=totals(rows, datetime.now(UTC), params["ending_within"]))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ HEALTHY = {
     "vllm_models": {"status": 200, "json": {"data": [{"id": "Qwen3-VL-30B-A3B"}]}},
     "vllm_metrics": {"status": 200, "content": METRICS},
     "litellm": {"status": 200, "json": {"status": "healthy", "db": "connected"}},
-    "spend": {"totals": {"key_count": 3, "spend": 0.0123}, "failed": False},
+    "spend": {"totals": {"key_count": 3, "ending_soon": 2, "spend": 0.0123}, "failed": False},
 }
 
 
@@ -39,6 +39,7 @@ def test_a_healthy_unit():
         "LiteLLM ready": "yes",
         "db": "connected",
         "keys": 3,
+        "ending within 1 h": 2,
         "spend (USD)": "0.012300",
     }
 
@@ -58,6 +59,7 @@ def test_a_unit_that_answers_nothing_reads_as_unknown():
         "LiteLLM ready": "no (HTTP no answer)",
         "db": "unknown",
         "keys": "unknown",
+        "ending within 1 h": "unknown",
         "spend (USD)": "unknown",
     }
 

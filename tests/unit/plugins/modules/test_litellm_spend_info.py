@@ -43,8 +43,10 @@ def test_spend_and_tokens_per_key(fake, run_module):
     assert first["logs_complete"]
     assert (second["key_alias"], second["requests"], second["total_tokens"], second["spend"]) == ("bob", 0, 0, 0.0)
     assert (second["max_budget"], second["budget_duration"]) == (5.0, "30d")
+    assert (first["first_request"], second["first_request"]) == ("2026-11-20T10:00:00", None)
     assert result["totals"] == {
         "key_count": 2,
+        "ending_soon": 0,
         "spend": 0.75,
         "requests": 2,
         "prompt_tokens": 30,
@@ -112,6 +114,7 @@ def test_without_logs_only_the_key_list_is_read(fake, run_module):
     ]
     assert result["totals"] == {
         "key_count": 2,
+        "ending_soon": 0,
         "spend": 0.25,
         "requests": None,
         "prompt_tokens": None,
@@ -120,6 +123,21 @@ def test_without_logs_only_the_key_list_is_read(fake, run_module):
     }
     assert fake.calls("GET", "/spend/logs") == []
     assert fake.calls("GET", "/key/list")
+
+
+def test_keys_ending_within_the_hour_are_counted(fake, run_module):
+    """A workshop's keys: their end as LiteLLM stores it (UTC, without an offset), and how many end soon."""
+    for alias, duration in (("soon", "30m"), ("later", "2h"), ("never", None)):
+        fake.add_key(key_alias=alias, duration=duration)
+    fake.add_key(key_alias="gone")
+    fake.row("gone")["expires"] = "2020-01-01T00:00:00"
+
+    result = run_spend(run_module, logs=False)
+
+    ends = {row["key_alias"]: row["expires"] for row in result["usage"]}
+    assert ends["never"] is None and ends["gone"] == "2020-01-01T00:00:00" and ends["soon"] < ends["later"]
+    assert result["totals"]["ending_soon"] == 1
+    assert run_spend(run_module, logs=False, ending_within=3 * 3600)["totals"]["ending_soon"] == 2
 
 
 def test_check_mode_reads_the_same(fake, run_module):
