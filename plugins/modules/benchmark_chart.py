@@ -79,13 +79,10 @@ bars:
   type: int
 """
 
-import hashlib
-import io
-import os
-import tempfile
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.thorfleet.llm.plugins.module_utils._chart import png_of, write_png
 
 try:
     import matplotlib
@@ -143,11 +140,7 @@ def draw(rows, title, note):
     axes[0][0].legend(fontsize="small")
     figure.suptitle(f"{title}\n{note}" if note else title)
     figure.tight_layout()
-    out = io.BytesIO()
-    # No Software/date metadata: the same rows make the same bytes, so a re-run changes nothing.
-    figure.savefig(out, format="png", dpi=100, metadata={"Software": None})
-    pyplot.close(figure)
-    return out.getvalue(), len(profiles) * len(labels)
+    return png_of(pyplot, figure), len(profiles) * len(labels)
 
 
 def argument_spec():
@@ -171,22 +164,8 @@ def main():
             msg=f"rows must be benchmark_rows' output, with profile, case and concurrency (missing: {missing})"
         )
     png, bars = draw(params["rows"], params["title"], params["note"])
-    path = params["path"]
-    try:
-        with open(path, "rb") as current:
-            changed = hashlib.sha256(current.read()).digest() != hashlib.sha256(png).digest()
-    except FileNotFoundError:
-        changed = True
-    if changed and not module.check_mode:
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, temporary = tempfile.mkstemp(dir=folder, suffix=".png")
-        with os.fdopen(fd, "wb") as out:
-            out.write(png)
-        module.atomic_move(temporary, path)
-    file_args = module.load_file_common_arguments(dict(path=path, mode=params["mode"]))
-    if not module.check_mode:
-        changed = module.set_fs_attributes_if_different(file_args, changed)
-    module.exit_json(changed=changed, path=path, bars=bars)
+    changed = write_png(module, png, params["path"], params["mode"])
+    module.exit_json(changed=changed, path=params["path"], bars=bars)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from ansible.module_utils import _internal as module_utils_internal
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.thorfleet.llm.plugins.filter.benchmark import benchmark_rows
 from ansible_collections.thorfleet.llm.plugins.module_utils._benchmark import percentile, summarize, timed_stream
-from ansible_collections.thorfleet.llm.plugins.modules import benchmark_chart, llm_benchmark
+from ansible_collections.thorfleet.llm.plugins.modules import benchmark_chart, llm_benchmark, usage_chart
 from test_vllm_sim import SERVED, Launcher
 
 from ..docs import assert_documented
@@ -55,6 +55,7 @@ def bench(vllm, **args):
 def test_documentation_matches_the_argument_specs():
     assert_documented(llm_benchmark.DOCUMENTATION, llm_benchmark.argument_spec())
     assert_documented(benchmark_chart.DOCUMENTATION, benchmark_chart.argument_spec())
+    assert_documented(usage_chart.DOCUMENTATION, usage_chart.argument_spec())
 
 
 def test_percentiles_interpolate_between_ranks_as_numpy_does():
@@ -166,3 +167,26 @@ def test_the_chart_is_a_png_written_once_and_not_in_check_mode(run, tmp_path):
 def test_the_chart_refuses_rows_that_are_not_benchmark_rows(run, tmp_path):
     result = run(benchmark_chart, {"rows": [{"unit": "thor-01"}], "path": str(tmp_path / "c.png")})
     assert result["failed"] and "profile" in result["msg"]
+
+
+def test_the_usage_chart_has_a_bar_per_attendee_and_grows_with_them(run, tmp_path):
+    rows = [
+        {"alias": f"a{n}", "unit": f"thor-{n:02}", "prompt_tokens": 10 * n, "completion_tokens": n or None}
+        for n in range(3)
+    ]
+    path = tmp_path / "tokens.png"
+    args = {"rows": rows, "path": str(path), "note": "cohort A"}
+
+    assert run(usage_chart, args, check=True)["changed"] and not path.exists()
+    first = run(usage_chart, args)
+    assert (first["changed"], first["bars"]) == (True, 3)
+    width, height = png_size(path.read_bytes())
+    assert not run(usage_chart, args)["changed"]
+    many = [dict(rows[0], alias=f"b{n}") for n in range(60)]
+    assert run(usage_chart, {**args, "rows": many})["bars"] == 60
+    assert png_size(path.read_bytes()) == (width, height + 100 * 0.3 * 57)
+
+
+def test_the_usage_chart_names_what_a_row_lacks(run, tmp_path):
+    result = run(usage_chart, {"rows": [{"alias": "a", "unit": "thor-01"}], "path": str(tmp_path / "c.png")})
+    assert result["failed"] and "missing: completion_tokens, prompt_tokens" in result["msg"]

@@ -1,0 +1,39 @@
+# Copyright: thorfleet.llm developers
+# Apache License 2.0 (see galaxy.yml)
+"""What the chart modules share: a figure as PNG bytes that depend on the data alone, written only where it differs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+
+
+def png_of(pyplot, figure) -> bytes:
+    """The figure as PNG, then closed. No Software/date metadata: the same data makes the same bytes, so a re-run
+    changes nothing."""
+    out = io.BytesIO()
+    figure.savefig(out, format="png", dpi=100, metadata={"Software": None})
+    pyplot.close(figure)
+    return out.getvalue()
+
+
+def write_png(module, png: bytes, path: str, mode) -> bool:
+    """Write `png` at `path` where the file differs (not in check mode), atomically; set its mode. Whether it
+    changed (or would)."""
+    try:
+        with open(path, "rb") as current:
+            changed = hashlib.sha256(current.read()).digest() != hashlib.sha256(png).digest()
+    except FileNotFoundError:
+        changed = True
+    if changed and not module.check_mode:
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, temporary = tempfile.mkstemp(dir=folder, suffix=".png")
+        with os.fdopen(fd, "wb") as out:
+            out.write(png)
+        module.atomic_move(temporary, path)
+    file_args = module.load_file_common_arguments(dict(path=path, mode=mode))
+    if not module.check_mode:
+        changed = module.set_fs_attributes_if_different(file_args, changed)
+    return changed
