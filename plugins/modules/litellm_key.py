@@ -144,6 +144,7 @@ options:
       - It must be in the future. Mutually exclusive with O(duration) in a key's settings; an entry of O(keys) that
         sets one of the two does not take the other from the top level.
     type: str
+    version_added: 0.2.0
   metadata:
     description:
       - Free-form metadata stored with the key, for example the attendee's email and unit.
@@ -216,6 +217,7 @@ options:
       expires:
         description: See O(expires).
         type: str
+        version_added: 0.2.0
       metadata:
         description: See O(metadata).
         type: dict

@@ -51,6 +51,7 @@ options:
       - Seconds ahead for RV(totals.ending_soon), the keys whose end (C(expires)) comes within them.
     type: int
     default: 3600
+    version_added: 0.2.0
 notes:
   - The spend logs need the proxy's database. Without one, LiteLLM answers HTTP 500 and the task fails.
   - LiteLLM returns at most the newest rows of a key's spend log in one answer; RV(usage[].logs_complete) says
