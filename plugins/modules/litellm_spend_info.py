@@ -48,7 +48,7 @@ options:
     default: true
   ending_within:
     description:
-      - Seconds ahead for RV(totals.ending_soon), the keys whose end (C(expires)) comes within them.
+      - Seconds ahead for C(ending_soon) in RV(totals), the keys whose end (C(expires)) comes within them.
     type: int
     default: 3600
     version_added: 0.2.0
