@@ -8,9 +8,21 @@ import hashlib
 import io
 import os
 import tempfile
+import traceback
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    from matplotlib import pyplot
+
+    MATPLOTLIB_ERROR = None
+except ImportError:
+    pyplot = None
+    MATPLOTLIB_ERROR = traceback.format_exc()
 
 
-def png_of(pyplot, figure) -> bytes:
+def png_of(figure) -> bytes:
     """The figure as PNG, then closed. No Software/date metadata: the same data makes the same bytes, so a re-run
     changes nothing."""
     out = io.BytesIO()

@@ -79,20 +79,8 @@ bars:
   type: int
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.thorfleet.llm.plugins.module_utils._chart import png_of, write_png
-
-try:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    MATPLOTLIB_ERROR = None
-except ImportError:
-    MATPLOTLIB_ERROR = traceback.format_exc()
+from ansible_collections.thorfleet.llm.plugins.module_utils._chart import MATPLOTLIB_ERROR, png_of, pyplot, write_png
 
 PANELS = (
     ("ttft_ms", "Time to first token (ms)"),
@@ -140,7 +128,7 @@ def draw(rows, title, note):
     axes[0][0].legend(fontsize="small")
     figure.suptitle(f"{title}\n{note}" if note else title)
     figure.tight_layout()
-    return png_of(pyplot, figure), len(profiles) * len(labels)
+    return png_of(figure), len(profiles) * len(labels)
 
 
 def argument_spec():

@@ -78,20 +78,8 @@ bars:
   type: int
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.thorfleet.llm.plugins.module_utils._chart import png_of, write_png
-
-try:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    MATPLOTLIB_ERROR = None
-except ImportError:
-    MATPLOTLIB_ERROR = traceback.format_exc()
+from ansible_collections.thorfleet.llm.plugins.module_utils._chart import MATPLOTLIB_ERROR, png_of, pyplot, write_png
 
 REQUIRED = ("alias", "unit", "prompt_tokens", "completion_tokens")
 
@@ -113,7 +101,7 @@ def draw(rows, title, note):
     axis.legend(fontsize="small", loc="lower right")
     figure.suptitle(f"{title}\n{note}" if note else title)
     figure.tight_layout()
-    return png_of(pyplot, figure)
+    return png_of(figure)
 
 
 def argument_spec():
