@@ -113,7 +113,7 @@ def key_requests(entries, raw_keys, unit):
         if alias not in raw_keys:
             raise AnsibleFilterError(f"key_requests: no raw key was made for {alias!r}")
         metadata = {"unit": unit, "role": entry.get("role", "attendee")}
-        metadata.update({name: entry[name] for name in ("email", "team") if entry.get(name)})
+        metadata.update({name: entry[name] for name in ("email", "team", "cohort") if entry.get(name)})
         requests.append({**entry.get("settings", {}), "key_alias": alias, "key": raw_keys[alias], "metadata": metadata})
     return requests
 

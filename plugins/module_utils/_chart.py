@@ -10,6 +10,8 @@ import os
 import tempfile
 import traceback
 
+from ansible.module_utils.basic import missing_required_lib
+
 try:
     import matplotlib
 
@@ -20,6 +22,32 @@ try:
 except ImportError:
     pyplot = None
     MATPLOTLIB_ERROR = traceback.format_exc()
+
+
+def chart_spec(title: str) -> dict:
+    """A chart module's options: its rows, its title (default `title`), and what doc_fragments/chart.py documents."""
+    return dict(
+        rows=dict(type="list", elements="dict", required=True),
+        title=dict(type="str", default=title),
+        path=dict(type="path", required=True),
+        note=dict(type="str", default=""),
+        mode=dict(type="raw", default="0644"),
+    )
+
+
+def run_chart(module, refuse, draw) -> None:
+    """A chart module's main, given its AnsibleModule: `refuse(rows)` says what is wrong with the rows (or None);
+    `draw(rows, title, note)` gives (PNG bytes, bars); the file is written where it differs, and the module exits
+    with changed, path, bars."""
+    if MATPLOTLIB_ERROR:
+        module.fail_json(msg=missing_required_lib("matplotlib"), exception=MATPLOTLIB_ERROR)
+    params = module.params
+    problem = refuse(params["rows"])
+    if problem:
+        module.fail_json(msg=problem)
+    png, bars = draw(params["rows"], params["title"], params["note"])
+    changed = write_png(module, png, params["path"], params["mode"])
+    module.exit_json(changed=changed, path=params["path"], bars=bars)
 
 
 def png_of(figure) -> bytes:

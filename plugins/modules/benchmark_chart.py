@@ -13,23 +13,12 @@ version_added: 0.1.0
 author: thorfleet.llm developers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - thorfleet.llm.chart
 description:
   - Draws, from the rows of the P(thorfleet.llm.benchmark_rows#filter) filter, one panel each for median time to
     first token, median decode rate and median end-to-end latency. Each panel has a group of bars per profile,
     one bar per case and concurrency, with a whisker up to the 95th percentile.
   - Uses the C(fleet) rows when there are any, else every unit's rows pooled by profile.
-  - Writes the file only when the picture differs from the one there.
-requirements:
-  - matplotlib (on the host that runs the module, normally the controller)
-attributes:
-  check_mode:
-    support: full
-    details:
-      - Reports whether the chart would change, writes nothing.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
   rows:
     description:
@@ -37,26 +26,11 @@ options:
     type: list
     elements: dict
     required: true
-  path:
-    description:
-      - The PNG file to write.
-    type: path
-    required: true
   title:
     description:
       - The chart's title.
     type: str
     default: Model profiles compared
-  note:
-    description:
-      - A line under the title, for example where the numbers come from.
-    type: str
-    default: ""
-  mode:
-    description:
-      - The file's permissions.
-    type: raw
-    default: "0644"
 """
 
 EXAMPLES = r"""
@@ -79,8 +53,8 @@ bars:
   type: int
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.thorfleet.llm.plugins.module_utils._chart import MATPLOTLIB_ERROR, png_of, pyplot, write_png
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.thorfleet.llm.plugins.module_utils._chart import chart_spec, png_of, pyplot, run_chart
 
 PANELS = (
     ("ttft_ms", "Time to first token (ms)"),
@@ -132,28 +106,18 @@ def draw(rows, title, note):
 
 
 def argument_spec():
-    return dict(
-        rows=dict(type="list", elements="dict", required=True),
-        path=dict(type="path", required=True),
-        title=dict(type="str", default="Model profiles compared"),
-        note=dict(type="str", default=""),
-        mode=dict(type="raw", default="0644"),
-    )
+    return chart_spec("Model profiles compared")
+
+
+def refuse(rows):
+    missing = [key for key in ("profile", "case", "concurrency") if any(key not in row for row in rows)]
+    if not rows or missing:
+        return f"rows must be benchmark_rows' output, with profile, case and concurrency (missing: {missing})"
+    return None
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if MATPLOTLIB_ERROR:
-        module.fail_json(msg=missing_required_lib("matplotlib"), exception=MATPLOTLIB_ERROR)
-    params = module.params
-    missing = [key for key in ("profile", "case", "concurrency") if any(key not in row for row in params["rows"])]
-    if not params["rows"] or missing:
-        module.fail_json(
-            msg=f"rows must be benchmark_rows' output, with profile, case and concurrency (missing: {missing})"
-        )
-    png, bars = draw(params["rows"], params["title"], params["note"])
-    changed = write_png(module, png, params["path"], params["mode"])
-    module.exit_json(changed=changed, path=params["path"], bars=bars)
+    run_chart(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True), refuse, draw)
 
 
 if __name__ == "__main__":

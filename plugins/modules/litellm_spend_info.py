@@ -111,13 +111,19 @@ usage:
     budget_duration:
       description: The key's budget window, or null.
       type: str
+    blocked:
+      description: Whether the key is blocked (LiteLLM refuses it; its history stays).
+      type: bool
     expires:
       description: When the key stops working, as LiteLLM stores it (UTC), or null when it never does.
       type: str
       sample: "2026-12-07T18:00:00"
-    metadata:
-      description: The key's metadata (the roster's unit, role, email, team; the collection's markers).
-      type: dict
+    role:
+      description: C(role) from the key's metadata (C(attendee) or C(organiser) for a roster's keys), when there is one.
+      type: str
+    cohort:
+      description: C(cohort) from the key's metadata (the workshop cohort its roster was issued for), when there is one.
+      type: str
     requests:
       description:
         - Spend log rows of the key.
@@ -148,7 +154,8 @@ usage:
 totals:
   description:
     - The sums over RV(usage) of spend, requests and tokens (null with O(logs=false)), the number of keys, and
-      C(ending_soon), how many keys stop working within O(ending_within) seconds from now.
+      C(ending_soon), how many keys that work now (not blocked, not expired) stop working within O(ending_within)
+      seconds.
   returned: always
   type: dict
   sample:
@@ -204,8 +211,10 @@ def key_usage(key, logs):
         spend=number(key.get("spend")),
         max_budget=key.get("max_budget"),
         budget_duration=key.get("budget_duration"),
+        blocked=key.get("blocked") is True,
         expires=key.get("expires"),
-        metadata=metadata,
+        role=metadata.get("role"),
+        cohort=metadata.get("cohort"),
     )
     if logs is None:
         unread = ("requests", "logs_spend", "logs_complete", "first_request", "last_request", *TOKEN_FIELDS)
@@ -230,12 +239,13 @@ def end_of(row):
 
 
 def totals(rows, now, ending_within):
-    """Sums over the rows (request and token sums null when the logs were not read), and the keys ending soon."""
+    """Sums over the rows (request and token sums null when the logs were not read), and the working keys that end
+    soon."""
     sums = {
         field: None if any(row[field] is None for row in rows) else sum(row[field] for row in rows)
         for field in ("requests", *TOKEN_FIELDS)
     }
-    ends = [end_of(row) for row in rows]
+    ends = [end_of(row) for row in rows if not row["blocked"]]
     soon = sum(1 for end in ends if end is not None and now < end <= now + timedelta(seconds=ending_within))
     return dict(key_count=len(rows), ending_soon=soon, spend=sum(row["spend"] for row in rows), **sums)
 

@@ -54,6 +54,23 @@ def test_inventory_maps_container_names_to_thor_hostnames(tmp_path):
     assert group["vars"]["ansible_connection"] == "community.docker.docker"
 
 
+def test_only_an_inventory_sim_fleet_wrote_is_its_own(tmp_path):
+    path = tmp_path / "hosts.yml"
+    assert fleet.inventory_is_ours(path)
+    fleet.write_inventory(path, fleet.Fleet("workshop"), ["thor-01"])
+    assert fleet.inventory_is_ours(path)
+    # The collection's own inventory of the same name: neither overwritten by `up` nor removed by `down`.
+    assert not fleet.inventory_is_ours(fleet.REPO_DIR / "inventories/workshop/hosts.yml")
+
+
+def test_up_refuses_to_overwrite_an_inventory_it_did_not_write(tmp_path, capsys):
+    path = tmp_path / "hosts.yml"
+    path.write_text("---\nall: {}\n")
+    assert cli.main(["up", "1", "--fleet", "workshop", "--inventory", str(path)]) == 1
+    assert "was not written by sim/fleet" in capsys.readouterr().err
+    assert path.read_text() == "---\nall: {}\n"
+
+
 def test_inventory_of_the_default_fleet_needs_no_ansible_host():
     hosts = fleet.inventory_data(fleet.Fleet(), ["thor-01"])["all"]["children"]["thor"]["hosts"]
     assert hosts == {"thor-01": {}}

@@ -112,7 +112,9 @@ def table(rows: list[dict[str, str]]) -> str:
 
 def remove(client: docker.DockerClient, fleet_name: str) -> None:
     removed = fleet_mod.down(client, fleet_name)
-    fleet_mod.Fleet(fleet_name).default_inventory.unlink(missing_ok=True)
+    inventory = fleet_mod.Fleet(fleet_name).default_inventory
+    if fleet_mod.inventory_is_ours(inventory):
+        inventory.unlink(missing_ok=True)
     print(f"fleet {fleet_name}: removed " + ", ".join(f"{n} {kind}" for kind, n in removed.items()))
 
 
@@ -135,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "up":
         fleet = fleet_mod.Fleet(args.fleet, args.prefix, args.ephemeral)
         inventory = args.inventory or fleet.default_inventory
+        if not fleet_mod.inventory_is_ours(inventory):
+            print(
+                f"fleet: {inventory} was not written by sim/fleet: give another --fleet or --inventory.",
+                file=sys.stderr,
+            )
+            return 1
         started = time.monotonic()
         extra_keys = tuple(path.read_text(encoding="utf-8").strip() for path in args.authorize)
         names = fleet_mod.up(client, fleet, args.count, inventory, args.timeout, args.connection, extra_keys)

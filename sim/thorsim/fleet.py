@@ -246,9 +246,21 @@ def inventory_data(fleet: Fleet, names: list[str], addresses: dict[str, str] | N
     }
 
 
+INVENTORY_HEADER = "---\n# Written by `sim/fleet up`"
+
+
+def inventory_is_ours(path: Path) -> bool:
+    """Whether `path` is absent or an inventory `sim/fleet up` wrote: a fleet named after one of the collection's own
+    inventories (the workshop scenario's, and inventories/workshop/hosts.yml) must neither overwrite nor remove it."""
+    try:
+        return path.read_text(encoding="utf-8").startswith(INVENTORY_HEADER)
+    except FileNotFoundError:
+        return True
+
+
 def write_inventory(path: Path, fleet: Fleet, names: list[str], addresses: dict[str, str] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = f"---\n# Written by `sim/fleet up`: the simulated Thor units of fleet {fleet.name!r}.\n"
+    header = f"{INVENTORY_HEADER}: the simulated Thor units of fleet {fleet.name!r}.\n"
     data = inventory_data(fleet, names, addresses)
     path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 

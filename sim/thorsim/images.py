@@ -117,7 +117,7 @@ NGINX = Image("nginx", base=RUNTIME, archive=True)
 IMAGES = (BASE, RUNTIME, UNIT, PROBE, POSTGRES, VLLM, LITELLM, NGINX)
 # Open WebUI at the version the open_webui role pins (container_images_open_webui), without the two
 # dependencies that only bring torch. About 0.5 GB of wheels and minutes to build: built on demand only,
-# by `sim/fleet build open-webui` (the webui scenario's prepare does it), not with the images everyone needs.
+# by `sim/fleet build open-webui` (the workshop scenario's prepare does it), not with the images everyone needs.
 OPEN_WEBUI_VERSION = "0.12.4"
 OPEN_WEBUI = Image(
     "open-webui",
@@ -128,7 +128,7 @@ OPEN_WEBUI = Image(
     wheels=(f"open-webui=={OPEN_WEBUI_VERSION}", "async-timeout==5.0.1"),
     wheels_without=("accelerate", "sentence-transformers"),
 )
-# Headless Chromium, for a screenshot of a page a unit serves (the webui scenario's chat page).
+# Headless Chromium, for a screenshot of a page a unit serves (the workshop scenario's chat page).
 BROWSER = Image("browser", base=RUNTIME)
 # A real Prometheus that scrapes the units, for the metrics tests.
 PROMETHEUS = Image("prometheus", base=RUNTIME)

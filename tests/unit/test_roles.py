@@ -20,8 +20,9 @@ SpecLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scal
 
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "meta" / "argument_specs.yml").exists())
 WIRING = "thorfleet_defaults"
-# Roles that compose the service roles (entry points only) rather than run a service of their own.
-COMPOSERS = {"stack", "benchmark"}
+# Roles of entry points that compose the service roles or run a workflow on the controller and the units (the keys)
+# rather than a service of their own.
+COMPOSERS = {"stack", "benchmark", "keys", "workshop"}
 # Private to the service roles (underscore, as prometheus-community's _common): entry points only, no main.
 PRIVATE = "_common"
 SERVICES = [role for role in ROLES if role not in (WIRING, PRIVATE) and role not in COMPOSERS]
@@ -45,6 +46,7 @@ def test_every_role_is_covered():
         "benchmark",
         "container_images",
         "jetson_runtime",
+        "keys",
         "litellm_proxy",
         "metrics_proxy",
         "model_cache",
@@ -54,6 +56,7 @@ def test_every_role_is_covered():
         "thorfleet_defaults",
         "tls_proxy",
         "vllm_server",
+        "workshop",
     ]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from chat import MODEL, Traffic, chat, connection
-from scenario import PROJECT, Secrets, fleet_address, note, playbook, unit_containers
+from scenario import PROJECT, Secrets, note, playbook
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 ARTIFACTS = EPHEMERAL / "inventory.artifacts"
@@ -31,16 +31,6 @@ HTTPS, HTTP, LITELLM, VLLM = 443, 80, 4000, 8000
 COOLDOWN = 3
 # The gateway roster's users: a client each, so that none passes nginx's rate per key (hosts.yml: 20 requests/s).
 CLIENTS = ("gw-1", "gw-2", "gw-3", "gw-4")
-
-
-@pytest.fixture(scope="module")
-def units():
-    return unit_containers(UNITS)
-
-
-@pytest.fixture(scope="module")
-def addresses(units):
-    return {unit: fleet_address(container) for unit, container in units.items()}
 
 
 @pytest.fixture(scope="module")

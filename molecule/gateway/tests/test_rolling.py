@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from chat import Traffic, chat, connection
-from scenario import PROJECT, Secrets, fleet_address, note, playbook, unit_containers
+from scenario import PROJECT, Secrets, note, playbook
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS = yaml.safe_load((PROJECT / "inventories/sim/group_vars/thor/generated.yml").read_text())
@@ -36,16 +36,6 @@ ROWS_SQL = (
 BATCHES = (("thor-01",), ("thor-02", "thor-03"))
 KILL_EVENT_GRACE = 1.0
 STREAM_TOKENS = 600  # about 3 s at vllm-sim's 200 tokens/s: long enough to be in flight when a drain starts
-
-
-@pytest.fixture(scope="module")
-def units():
-    return unit_containers(UNITS)
-
-
-@pytest.fixture(scope="module")
-def addresses(units):
-    return {unit: fleet_address(container) for unit, container in units.items()}
 
 
 @pytest.fixture(scope="module")

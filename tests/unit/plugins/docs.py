@@ -9,12 +9,14 @@ from pathlib import Path
 import yaml
 from ansible.parsing.plugin_docs import read_docstring
 from ansible.plugins.doc_fragments import action_common_attributes
+from ansible_collections.thorfleet.llm.plugins.doc_fragments import chart as chart_fragment
 from ansible_collections.thorfleet.llm.plugins.doc_fragments import docker_engine as docker_engine_fragment
 from ansible_collections.thorfleet.llm.plugins.doc_fragments import litellm as litellm_fragment
 
 FRAGMENTS = {
     "thorfleet.llm.litellm": litellm_fragment.ModuleDocFragment.DOCUMENTATION,
     "thorfleet.llm.docker_engine": docker_engine_fragment.ModuleDocFragment.DOCUMENTATION,
+    "thorfleet.llm.chart": chart_fragment.ModuleDocFragment.DOCUMENTATION,
     "ansible.builtin.action_common_attributes": action_common_attributes.ModuleDocFragment.DOCUMENTATION,
     "ansible.builtin.action_common_attributes.flow": action_common_attributes.ModuleDocFragment.FLOW,
 }

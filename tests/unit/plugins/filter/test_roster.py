@@ -100,13 +100,14 @@ def test_malformed_rosters_are_refused_by_row(rows, message):
 
 def test_key_requests_carry_alias_raw_key_settings_and_metadata():
     entries = roster.roster_keys([{"alias": "alice", "unit": "thor-01", "team": "eng"}], UNITS, DEFAULTS)
+    entries[0]["cohort"] = "A"
     entries.append({"alias": "org", "role": "organiser", "settings": {}})
     assert roster.key_requests(entries, {"alice": "sk-a" * 5, "org": "sk-o" * 5}, "thor-01") == [
         {
             **DEFAULTS,
             "key_alias": "alice",
             "key": "sk-a" * 5,
-            "metadata": {"unit": "thor-01", "role": "attendee", "team": "eng"},
+            "metadata": {"unit": "thor-01", "role": "attendee", "team": "eng", "cohort": "A"},
         },
         {"key_alias": "org", "key": "sk-o" * 5, "metadata": {"unit": "thor-01", "role": "organiser"}},
     ]

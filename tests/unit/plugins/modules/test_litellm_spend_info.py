@@ -14,7 +14,8 @@ def run_spend(run_module, **args):
 
 
 def test_spend_and_tokens_per_key(fake, run_module):
-    alice = fake.add_key(key_alias="alice", user_id="u-alice", metadata={"email": "a@x", "thorfleet_managed": True})
+    metadata = {"email": "a@x", "role": "attendee", "cohort": "A", "thorfleet_managed": True}
+    alice = fake.add_key(key_alias="alice", user_id="u-alice", metadata=metadata)
     fake.add_key(key_alias="bob", max_budget=5.0, budget_duration="30d")
     fake.log_request(
         alice, spend=0.25, prompt_tokens=10, completion_tokens=5, total_tokens=15, startTime="2026-11-20T10:00:00"
@@ -44,6 +45,7 @@ def test_spend_and_tokens_per_key(fake, run_module):
     assert (second["key_alias"], second["requests"], second["total_tokens"], second["spend"]) == ("bob", 0, 0, 0.0)
     assert (second["max_budget"], second["budget_duration"]) == (5.0, "30d")
     assert (first["first_request"], second["first_request"]) == ("2026-11-20T10:00:00", None)
+    assert (first["role"], first["cohort"], second["role"], second["cohort"]) == ("attendee", "A", None, None)
     assert result["totals"] == {
         "key_count": 2,
         "ending_soon": 0,
@@ -127,8 +129,9 @@ def test_without_logs_only_the_key_list_is_read(fake, run_module):
 
 def test_keys_ending_within_the_hour_are_counted(fake, run_module):
     """A workshop's keys: their end as LiteLLM stores it (UTC, without an offset), and how many end soon."""
-    for alias, duration in (("soon", "30m"), ("later", "2h"), ("never", None)):
+    for alias, duration in (("soon", "30m"), ("later", "2h"), ("never", None), ("revoked", "30m")):
         fake.add_key(key_alias=alias, duration=duration)
+    fake.row("revoked")["blocked"] = True
     fake.add_key(key_alias="gone")
     fake.row("gone")["expires"] = "2020-01-01T00:00:00"
 
@@ -136,7 +139,8 @@ def test_keys_ending_within_the_hour_are_counted(fake, run_module):
 
     ends = {row["key_alias"]: row["expires"] for row in result["usage"]}
     assert ends["never"] is None and ends["gone"] == "2020-01-01T00:00:00" and ends["soon"] < ends["later"]
-    assert result["totals"]["ending_soon"] == 1
+    assert {row["key_alias"] for row in result["usage"] if row["blocked"]} == {"revoked"}
+    assert result["totals"]["ending_soon"] == 1  # a blocked key no longer works: it does not end
     assert run_spend(run_module, logs=False, ending_within=3 * 3600)["totals"]["ending_soon"] == 2
 
 

@@ -171,7 +171,7 @@ def test_the_chart_refuses_rows_that_are_not_benchmark_rows(run, tmp_path):
 
 def test_the_usage_chart_has_a_bar_per_attendee_and_grows_with_them(run, tmp_path):
     rows = [
-        {"alias": f"a{n}", "unit": f"thor-{n:02}", "prompt_tokens": 10 * n, "completion_tokens": n or None}
+        {"key_alias": f"a{n}", "unit": f"thor-{n:02}", "prompt_tokens": 10 * n, "completion_tokens": n or None}
         for n in range(3)
     ]
     path = tmp_path / "tokens.png"
@@ -182,11 +182,11 @@ def test_the_usage_chart_has_a_bar_per_attendee_and_grows_with_them(run, tmp_pat
     assert (first["changed"], first["bars"]) == (True, 3)
     width, height = png_size(path.read_bytes())
     assert not run(usage_chart, args)["changed"]
-    many = [dict(rows[0], alias=f"b{n}") for n in range(60)]
+    many = [dict(rows[0], key_alias=f"b{n}") for n in range(60)]
     assert run(usage_chart, {**args, "rows": many})["bars"] == 60
     assert png_size(path.read_bytes()) == (width, height + 100 * 0.3 * 57)
 
 
 def test_the_usage_chart_names_what_a_row_lacks(run, tmp_path):
-    result = run(usage_chart, {"rows": [{"alias": "a", "unit": "thor-01"}], "path": str(tmp_path / "c.png")})
+    result = run(usage_chart, {"rows": [{"key_alias": "a", "unit": "thor-01"}], "path": str(tmp_path / "c.png")})
     assert result["failed"] and "missing: completion_tokens, prompt_tokens" in result["msg"]

@@ -15,7 +15,6 @@ import pytest
 import yaml
 from scenario import PROJECT, http, playbook, unit_containers
 
-testinfra_hosts = ["thor-01"]
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
 SECRETS = yaml.safe_load((PROJECT / "inventories/sim/group_vars/thor/generated.yml").read_text())
 WEBUI = "http://127.0.0.1:8080"
@@ -24,7 +23,7 @@ MODEL = "Qwen3-VL-30B-A3B"
 ADMIN = {"name": "Ada Attendee", "email": "ada@example.org", "password": "Thor-fleet-2026!"}
 ENABLED = json.dumps({"open_webui_enabled": True})
 BROWSER = "thorfleet-sim/browser:0.1.0"
-ARTEFACTS = PROJECT / "tests" / "artefacts" / os.environ.get("MOLECULE_SCENARIO_NAME", "webui")
+ARTEFACTS = PROJECT / "tests" / "artefacts" / os.environ.get("MOLECULE_SCENARIO_NAME", "workshop")
 
 
 def vllm_sim_answer(prompt: str, tokens: int) -> str:
@@ -56,12 +55,13 @@ def token(host, first_signup):
     return body["token"]
 
 
-def test_open_webui_and_litellm_are_the_published_ports(host):
+def test_open_webui_litellm_and_the_metrics_proxy_are_the_published_ports(host):
     lines = host.check_output("docker ps --format '{{.Names}} {{.Ports}}'").splitlines()
     ports = {name: p for name, _, p in (line.partition(" ") for line in lines)}
     assert "0.0.0.0:8080->8080/tcp" in ports["ai-open-webui"]
     published = {name for name, p in ports.items() if "->" in p}
-    assert published == {"ai-open-webui", "ai-litellm"}
+    # vLLM's port is not among them: the metrics proxy (hosts.yml) serves its /metrics alone.
+    assert published == {"ai-open-webui", "ai-litellm", "ai-metrics"}
 
 
 def test_its_data_is_in_the_host_folder(host):
