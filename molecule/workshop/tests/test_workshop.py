@@ -154,6 +154,10 @@ def test_the_resets_check_mode_lists_who_loses_and_gets_a_key_and_which_accounts
 BAD_RESETS = {
     "an unknown cohort": ({"ending": "Z"}, "No key carries cohort 'Z' (workshop_cohort): the units' keys carry A"),
     "a reused alias": ({"reuse": True}, "reuses aliases of cohort A, whose revoked keys keep them: alice-a"),
+    "a next cohort's name that no marker may carry": (
+        {"args": ("-e", "keys_cohort=B/2")},
+        "a keys_cohort matching thorfleet_cohort_pattern ^[A-Za-z0-9_.]+$ or none (got 'B/2')",
+    ),
     "an end time in the past": (
         {"args": ("-e", "keys_expires=2020-01-01T00:00:00Z")},
         "'2020-01-01T00:00:00Z' is in the past",
