@@ -156,7 +156,7 @@ BAD_RESETS = {
     "a reused alias": ({"reuse": True}, "reuses aliases of cohort A, whose revoked keys keep them: alice-a"),
     "a next cohort's name that no marker may carry": (
         {"args": ("-e", "keys_cohort=B/2")},
-        "a keys_cohort matching thorfleet_cohort_pattern ^[A-Za-z0-9_.]+$ or none (got 'B/2')",
+        "Give keys_cohort as a name matching thorfleet_cohort_pattern ^[A-Za-z0-9_.]+$, or none (got 'B/2')",
     ),
     "an end time in the past": (
         {"args": ("-e", "keys_expires=2020-01-01T00:00:00Z")},
