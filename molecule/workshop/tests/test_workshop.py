@@ -1,10 +1,11 @@
 """A workshop's cohorts on two units with Open WebUI: cohort A's keys and chats, its closing report, the reset to
 cohort B, and keys that end at a set time. After test_webui.py (file order), on the same units.
 
-Each attendee of A makes API requests with their key, and each unit's first Open WebUI account a chat; the reset's
---check changes nothing; bad input is refused before any change; the reset revokes A (401), issues B (200), archives
-a report whose rows equal what each unit's database holds, and leaves no account or chat of A in Open WebUI (read
-through its API by the next cohort's first account), whose own key still works; a second reset changes nothing.
+Each attendee of A makes API requests with their key, and each unit's first Open WebUI account a chat; a report during
+the cohort is written again only once the figures moved; the reset's --check changes nothing; bad input is refused
+before any change; the reset revokes A (401), issues B (200), archives a report whose rows equal what each unit's
+database holds, and leaves no account or chat of A in Open WebUI (read through its API by the next cohort's first
+account), whose own key still works; a second reset changes nothing.
 """
 
 import csv
@@ -131,6 +132,19 @@ def test_cohort_a_keys_end_at_the_workshops_end(units, cohort_a):
     assert abs(stored - datetime.fromisoformat(END)) < timedelta(seconds=60), info
 
 
+def test_a_report_during_the_cohort_is_written_again_only_when_the_figures_moved(cohort_a):
+    code, output = playbook("workshop_report", "-e", "workshop_cohort=A")
+    assert code == 0, output[-3000:]
+    (made,) = [name for name in reports() if name.endswith("-A")]
+    rows = csv.DictReader((ARTIFACTS / "reports" / made / "attendees.csv").open())
+    assert {row["alias"]: row["requests"] for row in rows} == {"alice-a": "2", "bob-a": "3"}
+    code, output = playbook("workshop_report", "-e", "workshop_cohort=A")
+    assert code == 0, output[-3000:]
+    assert f"Already made (nothing used since): {ARTIFACTS / 'reports' / made}" in " ".join(output.split())
+    assert not any(changed(output).values()), output.split("PLAY RECAP")[-1]
+    assert [name for name in reports() if name.endswith("-A")] == [made]
+
+
 def test_the_resets_check_mode_lists_who_loses_and_gets_a_key_and_which_accounts_go(units, cohort_a, cohort_b):
     before = reports()
     code, output = reset(cohort_b, "--check")
@@ -193,8 +207,9 @@ def test_the_reset_ends_cohort_a_and_starts_cohort_b(units, cohort_a, cohort_b):
     handout = {row["alias"]: row["unit"] for row in csv.DictReader((ARTIFACTS / "keys" / "handout.csv").open())}
     assert {alias: handout.get(alias) for alias in COHORT_B} == COHORT_B and not set(COHORT_A) & set(handout)
 
-    # The report: one folder for cohort A, its rows what each unit's database holds for A's keys.
-    (folder,) = [ARTIFACTS / "reports" / name for name in reports() if name.endswith("-A")]
+    # The closing report: a folder of its own beside the one made during the cohort (A's keys were used since), its
+    # rows what each unit's database holds for A's keys.
+    _during, folder = [ARTIFACTS / "reports" / name for name in reports() if name.endswith("-A")]
     assert {p.name for p in folder.iterdir()} == {"attendees.csv", "totals.csv", "report.md", "tokens.png"}
     rows = {row["alias"]: row for row in csv.DictReader((folder / "attendees.csv").open())}
     assert set(rows) == set(COHORT_A)
