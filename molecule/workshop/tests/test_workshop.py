@@ -5,7 +5,8 @@ Each attendee of A makes API requests with their key, and each unit's first Open
 the cohort is written again only once the figures moved; the reset's --check changes nothing; bad input is refused
 before any change; the reset revokes A (401), issues B (200), archives a report whose rows equal what each unit's
 database holds, and leaves no account or chat of A in Open WebUI (read through its API by the next cohort's first
-account), whose own key still works; a second reset changes nothing.
+account), whose own key still works; a second reset changes nothing; at the day's end B ends without a next cohort
+(one named without its roster is refused), its keys 401, its report archived, Open WebUI empty.
 """
 
 import csv
@@ -154,7 +155,7 @@ def test_the_resets_check_mode_lists_who_loses_and_gets_a_key_and_which_accounts
     assert "thor-02: 1 keys of cohort A revoked (bob-a)" in text, output[-3000:]
     assert "Created: carol-b." in text and "Created: dave-b." in text, output[-3000:]
     for unit, email in ACCOUNTS_A.items():
-        assert f"{unit}: 1 accounts ({email}) and 1 chats go, for cohort B" in text, output[-3000:]
+        assert f"{unit}: 1 accounts ({email}) and 1 chats go, at the end of cohort A" in text, output[-3000:]
     # Nothing changed: A's keys work, their accounts sign in, no report was archived, no key of B was kept.
     keys = raw_keys()
     assert not set(COHORT_B) & set(keys)
@@ -278,3 +279,30 @@ def test_status_counts_the_working_keys_that_end_within_the_hour(tmp_path):
     assert code == 0, output[-3000:]
     table = {row["unit"]: row["ending within 1 h"] for row in csv.DictReader((tmp_path / "status.csv").open())}
     assert table == dict.fromkeys(UNITS, "1")
+
+
+def test_the_days_end_ends_cohort_b_and_starts_none(units, cohort_b):
+    """After the status table (which counts B's working keys): B ends without a next cohort."""
+    code, output = playbook("workshop_reset", "-e", "workshop_cohort=B", "-e", "keys_cohort=C")
+    assert code != 0
+    assert "keys_cohort 'C' has no roster" in " ".join(output.split()), output[-3000:]
+    assert not any(changed(output).values()), output.split("PLAY RECAP")[-1]
+    keys = raw_keys()
+    assert chat(units["thor-01"], keys["carol-b"]) == [200]
+
+    before = reports()
+    code, output = playbook("workshop_reset", "-e", "workshop_cohort=B")
+    assert code == 0, output[-3000:]
+    for alias, unit in COHORT_B.items():
+        assert chat(units[unit], keys[alias]) == [401], alias
+    (made,) = [name for name in reports() if name not in before]
+    assert made.endswith("-B")
+    rows = csv.DictReader((ARTIFACTS / "reports" / made / "attendees.csv").open())
+    assert {row["alias"]: row["requests"] for row in rows} == {"carol-b": "2", "dave-b": "1"}
+    # Open WebUI is empty again: whoever signs up first becomes its admin and finds nobody of B.
+    for unit in UNITS:
+        signup = {"name": "After", "email": f"after-{unit}@example.org", "password": PASSWORD}
+        status, body = http(units[unit], "POST", f"{WEBUI}/api/v1/auths/signup", signup)
+        assert status == 200 and body["role"] == "admin", body
+        status, users = http(units[unit], "GET", f"{WEBUI}/api/v1/users/all", key=body["token"])
+        assert status == 200 and [u["email"] for u in users["users"]] == [signup["email"]], users
